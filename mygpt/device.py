@@ -1,0 +1,79 @@
+"""Where tensors live and how runs are made repeatable.
+
+Picks CUDA, then Apple's MPS, then the CPU; seeds every random generator the book uses; and
+offers the one-call setup that every chapter's first cell makes.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import random
+
+import torch
+
+
+def get_device(prefer: str | None = None) -> torch.device:
+    """Return the best available device: ``prefer`` if given, else CUDA, MPS, then CPU.
+
+    ``MYGPT_DEVICE`` in the environment overrides the automatic choice (e.g. ``cpu`` to make a
+    GPU machine reproduce the book's stored CPU outputs).
+    """
+    choice = prefer or os.environ.get("MYGPT_DEVICE")
+    if choice:
+        return torch.device(choice)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's (if installed) and PyTorch's generators (CPU and CUDA)."""
+    random.seed(seed)
+    torch.manual_seed(seed)  # also seeds CUDA and MPS
+    try:
+        import numpy as np
+
+        np.random.seed(seed % 2**32)
+    except ImportError:  # NumPy is optional for the package
+        pass
+
+
+def setup_notebook(seed: int = 123) -> torch.device:
+    """The common setup of every chapter: seeds, plot style, quiet progress bars; returns the device.
+
+    Chapters are checked against stored outputs, so everything random is seeded here, and
+    matplotlib (when installed) gets a consistent, readable style.
+    """
+    seed_everything(seed)
+    try:
+        import matplotlib
+
+        matplotlib.rcParams.update(
+            {"figure.figsize": (7, 3.5), "figure.dpi": 100, "axes.grid": True, "grid.alpha": 0.3}
+        )
+    except ImportError:
+        pass
+    return get_device()
+
+
+def show_source(obj) -> "object":
+    """Display the source of a ``mygpt`` function or class as a highlighted code block.
+
+    The book uses this to show the package's own implementation after building a piece step by
+    step, so the code a reader sees is the code that runs.
+    """
+    from IPython.display import Markdown
+
+    return Markdown("```python\n" + inspect.getsource(obj) + "```")
+
+
+def progress(iterable=None, **kwargs):
+    """A tqdm progress bar (disabled when ``TQDM_DISABLE=1``, as in CI and stored chapters)."""
+    from tqdm.auto import tqdm
+
+    kwargs.setdefault("disable", os.environ.get("TQDM_DISABLE", "") not in ("", "0"))
+    kwargs.setdefault("dynamic_ncols", True)
+    return tqdm(iterable, **kwargs)
