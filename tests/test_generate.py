@@ -1,0 +1,108 @@
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mygpt.errors import PromptError, SamplingError
+from mygpt.generate import (generate, next_token_probs, sample_next_token, top_k_filter,
+                            top_p_filter)
+from mygpt.model import GPT
+
+
+@pytest.fixture
+def model(tiny_cfg):
+    return GPT(tiny_cfg).eval()
+
+
+@pytest.mark.parametrize("impl", ["fused", "explicit"])
+def test_kv_cache_generation_equals_recompute(tiny_cfg, impl):
+    model = GPT(tiny_cfg.replace(attn_impl=impl)).eval()
+    idx = torch.randint(0, tiny_cfg.vocab_size, (3, 5))
+    # 40 new tokens run past the 32-token context, exercising the sliding window too.
+    assert torch.equal(generate(model, idx, 40, use_cache=True), generate(model, idx, 40, use_cache=False))
+    sampled = [generate(model, idx, 20, temperature=0.9, top_k=10, top_p=0.9, seed=7, use_cache=c)
+               for c in (True, False)]
+    assert torch.equal(*sampled)
+
+
+def test_batched_prompts_of_different_lengths_match_one_by_one(model):
+    prompts = [[1, 2, 3], [4, 5, 6, 7, 8, 9], [10]]
+    batch = generate(model, prompts, 8)
+    for row, p in enumerate(prompts):
+        assert batch[row, -8:].tolist() == generate(model, [p], 8)[0, -8:].tolist()
+    assert torch.equal(batch, generate(model, prompts, 8, use_cache=False))
+
+
+def test_seeded_sampling_repeats_and_differs_across_seeds(model):
+    idx = torch.zeros(1, 1, dtype=torch.long)
+    a = generate(model, idx, 30, temperature=1.5, seed=1)
+    assert torch.equal(a, generate(model, idx, 30, temperature=1.5, seed=1))
+    assert not torch.equal(a, generate(model, idx, 30, temperature=1.5, seed=2))
+
+
+def test_stop_token_ends_rows_and_pads_them(model):
+    idx = torch.tensor([[0], [1]])
+    free = generate(model, idx, 6)
+    eos = int(free[0, 1])  # the token row 0 emits first
+    if eos in free[1, 1:].tolist():
+        pytest.skip("row 1 would emit the stop token as well")
+    out = generate(model, idx, 6, eos_id=eos)
+    assert (out[0, 1:] == eos).all()  # finished at once, padded with the stop token
+    assert torch.equal(out[1], free[1])  # the other row runs on, unchanged
+    both = generate(model, torch.tensor([[0], [0]]), 6, eos_id=eos)
+    assert both.shape == (2, 2)  # every row finished: generation stops early
+
+
+def test_temperature_to_zero_equals_greedy(model):
+    logits = torch.randn(4, 97) * 3
+    greedy = sample_next_token(logits, temperature=0.0)
+    cold = sample_next_token(logits, temperature=1e-4, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(greedy, cold)
+
+
+@settings(max_examples=60, deadline=None)
+@given(k=st.integers(1, 97), p=st.floats(0.01, 1.0), t=st.floats(0.05, 3.0), seed=st.integers(0, 2**31))
+def test_sampler_never_emits_a_filtered_token(k, p, t, seed):
+    logits = torch.randn(3, 97, generator=torch.Generator().manual_seed(seed)) * 4
+    kept = torch.isfinite(top_p_filter(top_k_filter(logits / t, k), p))
+    assert kept.any(dim=-1).all()  # the most likely token always survives
+    assert (kept.sum(dim=-1) <= k).all()
+    probs = next_token_probs(logits, t, k, p)
+    assert torch.all(probs[~kept] == 0)
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(5):
+        tok = sample_next_token(logits, t, k, p, generator=g)
+        assert kept.gather(1, tok).all()
+
+
+def test_top_p_keeps_smallest_set_reaching_p():
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    assert torch.isfinite(top_p_filter(logits, 0.5)).tolist() == [[True, False, False, False]]
+    assert torch.isfinite(top_p_filter(logits, 0.79)).tolist() == [[True, True, False, False]]
+    assert torch.isfinite(top_p_filter(logits, 0.81)).tolist() == [[True, True, True, False]]
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    (dict(temperature=-0.5), "temperature must be a number >= 0"),
+    (dict(temperature=1.0, top_k=0), "top_k must be an integer in [1, 97]"),
+    (dict(temperature=1.0, top_k=98), "top_k must be an integer in [1, 97]"),
+    (dict(temperature=1.0, top_p=0.0), "top_p must be in (0, 1]"),
+    (dict(temperature=1.0, top_p=1.5), "top_p must be in (0, 1]"),
+    (dict(max_new_tokens=-1), "max_new_tokens must be an integer >= 0"),
+])
+def test_bad_sampling_parameters_are_named(model, kwargs, words):
+    kwargs = {"max_new_tokens": 3, **kwargs}
+    with pytest.raises(SamplingError) as e:
+        generate(model, torch.zeros(1, 1, dtype=torch.long), **kwargs)
+    assert words in str(e.value)
+
+
+def test_prompt_errors_and_truncation(model):
+    with pytest.raises(PromptError, match="empty"):
+        generate(model, [[]], 3)
+    too_long = torch.zeros(1, 40, dtype=torch.long)
+    with pytest.raises(PromptError, match="does not fit the model's context of 32"):
+        generate(model, too_long, 3)
+    with pytest.warns(UserWarning, match="truncated"):
+        out = generate(model, too_long, 3, truncate=True)
+    assert out.shape == (1, 31 + 3)
