@@ -1,0 +1,53 @@
+"""mygpt: GPT-2 from scratch, small enough to read, complete enough to use.
+
+The few names a reader needs::
+
+    import mygpt
+    model = mygpt.load_pretrained("gpt2")                      # OpenAI's weights (Hub or local dir)
+    print(mygpt.generate_text(model, "Every effort moves you", max_new_tokens=20))
+
+    cfg = mygpt.GPTConfig(n_layer=4, n_embd=256, n_head=4, context_length=128)
+    model = mygpt.GPT(cfg)                                      # a fresh model to train
+    loader = mygpt.create_dataloader(mygpt.read_text("the-verdict"), batch_size=8,
+                                     context_length=128)
+    history = mygpt.train(model, loader, cfg=mygpt.TrainConfig(epochs=1))
+
+Modules, by concept: ``config`` (GPTConfig), ``tokenizer`` (GPT-2's encoding via tiktoken),
+``bpe`` (byte-level BPE from scratch), ``data`` (public files, datasets), ``attention``,
+``model``, ``generate``, ``train``, ``checkpoint``, ``pretrained`` (GPT-2 weights), ``device``,
+``errors``.
+"""
+
+from .config import PRESETS, GPTConfig
+from .errors import (CheckpointError, ConfigError, DataError, MyGPTError, PromptError,
+                     SamplingError, TokenizerError, TrainingError)
+from .device import get_device, progress, seed_everything, setup_notebook, show_source
+from .tokenizer import (EOT, EOT_ID, decode, encode, encode_ordinary, get_tokenizer, ids_to_text,
+                        text_to_ids)
+from .bpe import BPETokenizer
+from .data import (REGISTRY, TokenWindowDataset, create_dataloader, fetch, read_text,
+                   train_val_split)
+from .attention import CausalSelfAttention, KVCache, attention_explicit, attention_fused
+from .model import GELU, GPT, Block, FeedForward, LayerNorm
+from .generate import generate, generate_text, next_token_probs, sample_next_token
+from .checkpoint import load_model, save_model
+from .train import History, TrainConfig, evaluate, next_token_loss, perplexity, train
+from .pretrained import load_pretrained
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "GPTConfig", "PRESETS",
+    "MyGPTError", "ConfigError", "PromptError", "SamplingError", "TokenizerError", "DataError",
+    "CheckpointError", "TrainingError",
+    "get_device", "seed_everything", "setup_notebook", "show_source", "progress",
+    "get_tokenizer", "encode", "encode_ordinary", "decode", "text_to_ids", "ids_to_text", "EOT", "EOT_ID",
+    "BPETokenizer",
+    "REGISTRY", "fetch", "read_text", "TokenWindowDataset", "create_dataloader", "train_val_split",
+    "CausalSelfAttention", "KVCache", "attention_explicit", "attention_fused",
+    "LayerNorm", "GELU", "FeedForward", "Block", "GPT",
+    "generate", "generate_text", "next_token_probs", "sample_next_token",
+    "save_model", "load_model",
+    "TrainConfig", "History", "train", "evaluate", "next_token_loss", "perplexity",
+    "load_pretrained",
+]
