@@ -23,6 +23,7 @@ from torch import nn
 from .checkpoint import atomic_write, load_model_state, read_weights, save_model
 from .errors import CheckpointError, ConfigError, TrainingError
 from .device import progress
+from .distributed import barrier, get_world_size, is_main_process, mean_across_ranks
 
 
 def next_token_loss(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:
@@ -193,7 +194,9 @@ def load_training_checkpoint(path: str | Path, model: nn.Module, optimizer=None)
     path = Path(path)
     load_model_state(_unwrap(model), read_weights(path / "model.safetensors"), source=str(path))
     try:
-        state = torch.load(path / STATE_NAME, weights_only=True)  # never unpickle arbitrary objects
+        # weights_only: never unpickle arbitrary objects. map_location: rank 0 saved its GPU's
+        # tensors; every rank loads them on the CPU, and the optimizer moves them to its device.
+        state = torch.load(path / STATE_NAME, weights_only=True, map_location="cpu")
     except FileNotFoundError:
         raise CheckpointError(f"No {STATE_NAME} in {path}: not a training checkpoint.") from None
     if optimizer is not None:
@@ -232,6 +235,10 @@ def train(
     masks). Shuffled loaders must carry a ``generator`` (``create_dataloader`` makes one) for
     the data order to be replayable. Raises :class:`TrainingError` if the loss becomes NaN or
     infinite; the model then keeps the weights of the last good step.
+
+    Under torchrun (see :mod:`mygpt.distributed`) every rank calls ``train`` with its DDP-wrapped
+    model and its share of the data; only rank 0 prints, shows the bar and writes checkpoints,
+    logged losses and token counts are over all ranks, and ``on_eval`` runs on every rank.
     """
     cfg = cfg or TrainConfig()
     device = device or next(model.parameters()).device
@@ -242,24 +249,29 @@ def train(
     total_steps = cfg.max_steps or cfg.epochs * steps_per_epoch
     optimizer = optimizer or configure_optimizer(model, cfg.lr, cfg.weight_decay, cfg.betas)
     history, step, tokens, run_sum, run_n = History(), 0, 0, 0.0, 0
+    main = is_main_process()  # True in a single process; rank 0 of a distributed run
+    log = cfg.log and main
 
     if resume and checkpoint_dir is not None and (last := latest_checkpoint(checkpoint_dir)):
         state = load_training_checkpoint(last, model, optimizer)
         step, tokens, run_sum, run_n = state["step"], state["tokens"], state["run_sum"], state["run_n"]
         history = History(**state["history"])
         torch.set_rng_state(state["rng"])
-        if cfg.log:
+        if log:
             print(f"resumed from {last.name} (step {step})")
 
     def checkpoint() -> None:
-        save_training_checkpoint(checkpoint_dir, model, optimizer, dict(
-            step=step, tokens=tokens, run_sum=run_sum, run_n=run_n,
-            history=dataclasses.asdict(history), train_config=dataclasses.asdict(cfg)), cfg.keep_last)
+        if main:  # one writer; the other ranks hold identical weights and wait at the barrier
+            save_training_checkpoint(checkpoint_dir, model, optimizer, dict(
+                step=step, tokens=tokens, run_sum=run_sum, run_n=run_n,
+                history=dataclasses.asdict(history), train_config=dataclasses.asdict(cfg)), cfg.keep_last)
+        barrier()  # no rank runs ahead (or exits) before the checkpoint is complete
 
     use_amp = cfg.amp and torch.device(device).type == "cuda"
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_amp else contextlib.nullcontext
     model.train()
-    bar = progress(total=total_steps, initial=step, desc="train", unit="step")
+    bar = progress(total=total_steps, initial=step, desc="train", unit="step",
+                   **({} if main else {"disable": True}))  # one bar, rank 0's
     while step < total_steps:
         epoch, offset = divmod(step, steps_per_epoch)
         _seed_epoch(train_loader, cfg.seed + epoch)
@@ -274,9 +286,11 @@ def train(
             x, y = x.to(device), y.to(device)
             with autocast():
                 loss = next_token_loss(model(x), y)
-            if not torch.isfinite(loss):
+            # Distributed: the mean over ranks, so that all log it and all stop together on NaN.
+            mean_loss = mean_across_ranks(loss.detach())
+            if not torch.isfinite(mean_loss):
                 raise TrainingError(
-                    f"Loss became {loss.item()} at step {step}; stopped before updating the weights, "
+                    f"Loss became {mean_loss.item()} at step {step}; stopped before updating the weights, "
                     f"which keep their last good values"
                     + (f" (last checkpoint in {checkpoint_dir})" if checkpoint_dir else "")
                     + ". Lower the learning rate (now {lr:.2e}) or enable grad_clip.".format(lr=lr))
@@ -286,19 +300,20 @@ def train(
                 nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             optimizer.step()
             step += 1
-            tokens += x.numel()
-            run_sum += loss.item()
+            tokens += x.numel() * get_world_size()  # every rank trained on a batch like x
+            run_sum += mean_loss.item()
             run_n += 1
             bar.update(1)
             if step % cfg.eval_every == 0 or step == total_steps:
-                val = evaluate(model, val_loader, device, cfg.eval_batches) if val_loader is not None else float("nan")
+                val = (mean_across_ranks(evaluate(model, val_loader, device, cfg.eval_batches))
+                       if val_loader is not None else float("nan"))
                 history.step.append(step)
                 history.tokens.append(tokens)
                 history.train_loss.append(run_sum / run_n)
                 history.val_loss.append(val)
                 history.lr.append(lr)
                 run_sum, run_n = 0.0, 0
-                if cfg.log:
+                if log:
                     print(f"step {step:5d} | tokens {tokens:9,d} | train loss {history.train_loss[-1]:.3f}"
                           f" | val loss {val:.3f} | lr {lr:.2e}", flush=True)
                 if on_eval is not None:
