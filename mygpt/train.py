@@ -297,7 +297,18 @@ def train(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip is not None:
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                norm = nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            else:
+                norm = nn.utils.get_total_norm([p.grad for p in model.parameters() if p.grad is not None])
+            # A finite loss can still have inf/NaN gradients (an overflow in the backward pass).
+            # One update with them makes weights NaN, and the next checkpoint would save them.
+            if not torch.isfinite(norm):
+                raise TrainingError(
+                    f"Gradient norm became {norm.item()} at step {step} (the loss, "
+                    f"{mean_loss.item():.4f}, was finite); stopped before updating the weights, which "
+                    f"keep their last good values"
+                    + (f" (last checkpoint in {checkpoint_dir})" if checkpoint_dir else "")
+                    + f". Lower the learning rate (now {lr:.2e}), or turn amp off if it is on.")
             optimizer.step()
             step += 1
             tokens += x.numel() * get_world_size()  # every rank trained on a batch like x
