@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import pickle
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -199,6 +200,13 @@ def load_training_checkpoint(path: str | Path, model: nn.Module, optimizer=None)
         state = torch.load(path / STATE_NAME, weights_only=True, map_location="cpu")
     except FileNotFoundError:
         raise CheckpointError(f"No {STATE_NAME} in {path}: not a training checkpoint.") from None
+    except (RuntimeError, pickle.UnpicklingError, EOFError) as e:  # torch's own advice (load
+        # with weights_only=False) would run whatever code the file holds: not an option here.
+        raise CheckpointError(
+            f"{path / STATE_NAME} is not a readable training state (truncated, corrupt, or holding "
+            f"objects other than tensors and plain data, which are refused because loading them "
+            f"could run code). Resume from an earlier checkpoint by writing its name (e.g. "
+            f"step-0000100) into {path.parent / 'latest'}.") from e
     if optimizer is not None:
         optimizer.load_state_dict(state["optimizer"])
     return state
