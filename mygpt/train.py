@@ -186,7 +186,8 @@ def latest_checkpoint(directory: str | Path) -> Path | None:
         return None
     path = Path(directory) / pointer.read_text().strip()
     if not path.is_dir():
-        raise CheckpointError(f"{pointer} names {path.name}, which does not exist.")
+        raise CheckpointError(f"{pointer} names {path.name}, which does not exist. Write the name of "
+                              f"an existing step-* directory into it, or delete it to start afresh.")
     return path
 
 
