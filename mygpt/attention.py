@@ -66,15 +66,17 @@ class KVCache:
     """Pre-allocated keys and values of every layer, filled as generation proceeds.
 
     Allocating once (``[n_layer, B, n_head, max_len, head_dim]``) avoids re-allocating and
-    copying the growing cache at every new token.
+    copying the growing cache at every new token. The buffers start uninitialised
+    (``torch.empty``): only the filled positions are ever read, and zeroing memory that is
+    overwritten anyway costs time (and, for a full context at batch 8, 600 MB of writes).
     """
 
     def __init__(self, cfg: GPTConfig, batch_size: int, max_len: int | None = None,
                  device=None, dtype: torch.dtype = torch.float32) -> None:
         self.max_len = max_len or cfg.context_length
         shape = (cfg.n_layer, batch_size, cfg.n_head, self.max_len, cfg.head_dim)
-        self.k = torch.zeros(shape, device=device, dtype=dtype)
-        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.k = torch.empty(shape, device=device, dtype=dtype)
+        self.v = torch.empty(shape, device=device, dtype=dtype)
         self.pos = 0  # positions filled so far (same for every layer)
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor):

@@ -159,7 +159,9 @@ def generate(
             attn = None  # equal lengths: no padding to mask
     B = idx.size(0)
     finished = torch.zeros(B, dtype=torch.bool, device=device)
-    cache = model.new_kv_cache(B) if use_cache else None
+    # A cache just long enough for this call (not the whole context): less memory to allocate,
+    # and each layer's keys lie closer together.
+    cache = model.new_kv_cache(B, min(cfg.context_length, idx.size(1) + max_new_tokens)) if use_cache else None
     fed = 0  # how many positions of idx the cache already holds
 
     for _ in range(max_new_tokens):
