@@ -3,7 +3,7 @@
 Usage: python tests/_crash_worker.py MODE CHECKPOINT_DIR HISTORY_JSON
   MODE is one of
     run          train to the end (the uninterrupted reference, or the run the test kills at
-                 a random moment once a checkpoint exists; each step then lasts >= 10 ms so the
+                 a random moment once a checkpoint exists; each step then lasts >= 20 ms so the
                  kill lands mid-run even on a busy machine);
     hang-in-write  like run, but while writing the training state of step HANG_AT it writes half
                  of the file's bytes, touches CHECKPOINT_DIR/../writing and waits to be killed;
@@ -68,7 +68,7 @@ def main() -> None:
     torch.manual_seed(1 if mode != "resume" else 999)  # resume must take everything from the checkpoint
     on_eval = None
     if mode == "run":
-        on_eval = lambda step, history: time.sleep(0.01)  # noqa: E731 (a slow step, see above)
+        on_eval = lambda step, history: time.sleep(0.02)  # noqa: E731 (a slow step, see above)
     elif mode == "hang-in-write":
         hang_in_write(checkpoint_dir.parent / "writing")
     history = train(GPT(CFG), *loaders(), TRAIN, checkpoint_dir=checkpoint_dir,
