@@ -1,0 +1,134 @@
+"""Every fast path computes what the plain one computes.
+
+The plain paths are the book's: ``nn.Linear`` layers in fp32, a KV cache, explicit attention.
+The fast ones are ``optimize_for_inference``'s copies (oneDNN-prepacked fp32, bfloat16, int8
+weight-only) and the decoding loop's sized, uninitialised KV cache.
+"""
+
+import pytest
+import torch
+from torch import nn
+
+from mygpt.errors import ConfigError
+from mygpt.generate import generate
+from mygpt.inference import (WEIGHT_FORMATS, Int8Linear, _INT8_KERNEL_WORKS, _int8_kernel_works,
+                             optimize_for_inference, weight_bytes_per_token)
+from mygpt.model import GPT
+
+
+@pytest.fixture
+def model(tiny_cfg):
+    return GPT(tiny_cfg).eval()
+
+
+def _linear_layers(model):
+    return [m for m in model.modules() if type(m) is nn.Linear]
+
+
+def test_prepared_copy_leaves_the_original_untouched(model):
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    for weights in WEIGHT_FORMATS:
+        fast = optimize_for_inference(model, weights)
+        assert not fast.training and not _linear_layers(fast)  # every linear layer was replaced
+    assert len(_linear_layers(model)) == 4 * model.config.n_layer + 1
+    assert model.lm_head.weight is model.tok_emb.weight  # still tied
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+
+
+def test_fp32_fast_path_gives_the_same_logits_and_tokens(model, tiny_cfg):
+    fast = optimize_for_inference(model, "fp32")
+    idx = torch.randint(0, tiny_cfg.vocab_size, (3, 20))
+    with torch.inference_mode():
+        torch.testing.assert_close(fast(idx), model(idx), atol=1e-5, rtol=1e-5)
+    # Prompts of different lengths (padding masks), batch 1 and 3, past the context (sliding window).
+    prompts = [[1, 2, 3], [4, 5, 6, 7, 8, 9], [10]]
+    assert torch.equal(generate(fast, prompts, 40), generate(model, prompts, 40))
+    assert torch.equal(generate(fast, idx[:1, :5], 12), generate(model, idx[:1, :5], 12))
+
+
+def test_bf16_fast_path_stays_close(model, tiny_cfg):
+    fast = optimize_for_inference(model, "bf16")
+    assert fast.tok_emb.weight.dtype == torch.bfloat16
+    idx = torch.randint(0, tiny_cfg.vocab_size, (2, 16))
+    with torch.inference_mode():
+        ref, got = model(idx), fast(idx).float()
+    # bfloat16 keeps 8 significant bits: errors of a few parts in a thousand of the logits' scale.
+    assert (got - ref).abs().max() < 0.05 * ref.abs().max()
+    out = generate(fast, idx, 5)
+    assert out.shape == (2, 21) and torch.equal(out[:, :16], idx)
+
+
+def test_int8_layer_quantises_each_row_to_within_half_a_step():
+    torch.manual_seed(1)
+    linear = nn.Linear(64, 24)
+    q = Int8Linear(linear)
+    assert q.weight_int8.dtype == torch.int8 and q.scale.shape == (24,)
+    err = (q.dequantized_weight() - linear.weight).abs()
+    assert (err <= q.scale[:, None] / 2 + 1e-7).all()
+    assert (q.weight_int8.abs().amax(dim=1) == 127).all()  # each row's largest weight uses the range
+
+
+@pytest.mark.parametrize("kernel", [True, False])
+def test_int8_layer_equals_linear_with_its_dequantised_weight(kernel):
+    torch.manual_seed(2)
+    linear = nn.Linear(64, 24)
+    q = Int8Linear(linear)
+    x = torch.randn(2, 5, 64)
+    expected = nn.functional.linear(x, q.dequantized_weight(), linear.bias)
+    if kernel and not _int8_kernel_works(x.device):
+        pytest.skip("this PyTorch build has no weight-only int8 kernel for the CPU")
+    saved = dict(_INT8_KERNEL_WORKS)
+    try:
+        if not kernel:
+            _INT8_KERNEL_WORKS["cpu"] = False  # take the portable fallback path
+        with torch.inference_mode():
+            got = q(x)
+    finally:
+        _INT8_KERNEL_WORKS.clear()
+        _INT8_KERNEL_WORKS.update(saved)
+    assert got.shape == (2, 5, 24) and got.dtype == torch.float32
+    # The kernel rounds activations to bfloat16 (8 significant bits); the fallback does not.
+    tol = 2e-2 if kernel else 1e-5
+    torch.testing.assert_close(got, expected, atol=tol * expected.abs().max().item(), rtol=0)
+
+
+def test_int8_model_generates_from_the_same_logits_up_to_quantisation(model, tiny_cfg):
+    fast = optimize_for_inference(model, "int8")
+    idx = torch.randint(0, tiny_cfg.vocab_size, (2, 16))
+    with torch.inference_mode():
+        ref, got = model(idx), fast(idx)
+    assert got.dtype == torch.float32
+    assert (got - ref).abs().max() < 0.05 * ref.abs().max()
+    assert torch.equal(generate(fast, idx, 6, use_cache=True), generate(fast, idx, 6, use_cache=False))
+
+
+def test_weight_bytes_per_token_counts_what_a_decoding_step_reads(model, tiny_cfg):
+    C, V, ctx = tiny_cfg.n_embd, tiny_cfg.vocab_size, tiny_cfg.context_length
+    # All parameters in fp32, the tied output matrix once, the position table as one row.
+    fp32 = 4 * (model.num_parameters() - ctx * C + C)
+    assert weight_bytes_per_token(model) == fp32
+    bf16 = optimize_for_inference(model, "bf16")
+    packed = getattr(bf16.lm_head, "weight", None) is not bf16.tok_emb.weight  # own copy, where oneDNN packs
+    assert weight_bytes_per_token(bf16) == (fp32 + (4 * C if packed else 0)) // 2
+    int8 = optimize_for_inference(model, "int8")
+    linear_weights = tiny_cfg.n_layer * 12 * C * C + V * C
+    expected = (linear_weights  # one byte each
+                + 4 * sum(m.out_features for m in int8.modules() if isinstance(m, Int8Linear))  # scales
+                + fp32 - 4 * linear_weights  # everything else stays fp32
+                + 4 * C)  # the embedding's row is now read apart from the output layer's copy
+    assert weight_bytes_per_token(int8) == expected
+
+
+def test_unknown_weight_format_is_named(model):
+    with pytest.raises(ConfigError, match="weights must be one of"):
+        optimize_for_inference(model, "int4")
+
+
+def test_kv_cache_is_sized_to_the_call_and_still_matches_recompute(model, tiny_cfg):
+    # 5 + 10 tokens fit the 32-token context: the cache holds 15 positions, not 32.
+    idx = torch.randint(0, tiny_cfg.vocab_size, (2, 5))
+    cache = model.new_kv_cache(2, 15)
+    assert cache.k.shape[3] == 15
+    assert torch.equal(generate(model, idx, 10), generate(model, idx, 10, use_cache=False))
+    assert torch.equal(generate(model, idx, 0), idx)
