@@ -72,7 +72,9 @@ def show_source(obj) -> "object":
 
 def progress(iterable=None, **kwargs):
     """A tqdm progress bar (disabled when ``TQDM_DISABLE=1``, as in CI and stored chapters)."""
-    from tqdm.auto import tqdm
+    # The plain text bar: tqdm.auto would pick the notebook widget, which needs ipywidgets and
+    # writes widget outputs into the chapters' stored results.
+    from tqdm import tqdm
 
     kwargs.setdefault("disable", os.environ.get("TQDM_DISABLE", "") not in ("", "0"))
     kwargs.setdefault("dynamic_ncols", True)

@@ -22,9 +22,6 @@ import re
 from pathlib import Path
 
 import torch
-from huggingface_hub import constants as hub_constants
-from huggingface_hub import hf_hub_download
-from huggingface_hub.errors import LocalEntryNotFoundError
 from safetensors import SafetensorError, safe_open
 
 from .config import PRESET_ALIASES, PRESETS, GPTConfig
@@ -143,6 +140,12 @@ def _download(name: str, revision: str | None) -> tuple[Path, dict]:
             f"{name!r} is neither an existing path nor a known model. Valid names: "
             f"{sorted(repos)}; or pass a directory with model.safetensors, or a .safetensors file."
         )
+    # Imported here, not at the top: huggingface_hub's download code pulls in tqdm's notebook
+    # bars, which warn inside Jupyter when ipywidgets is missing; only downloads need it.
+    from huggingface_hub import constants as hub_constants
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
     try:
         config = hf_hub_download(repos[name], "config.json", revision=revision)
         weights = hf_hub_download(repos[name], "model.safetensors", revision=revision)
