@@ -8,6 +8,7 @@ or by recomputing the whole sequence at every step; both give the same tokens.
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Sequence
 
@@ -17,18 +18,28 @@ from .errors import PromptError, SamplingError
 from .model import GPT
 
 
+#: Below this temperature sampling is greedy: dividing logits by ~1e-45 would overflow to inf,
+#: and long before that the distribution is one-hot to float precision anyway.
+GREEDY_BELOW = 1e-6
+
+_UNCHECKED = object()
+
+
 def check_sampling_args(temperature: float, top_k: int | None, top_p: float | None,
-                        vocab_size: int, max_new_tokens: int | None = None) -> None:
+                        vocab_size: int, max_new_tokens=_UNCHECKED) -> None:
     """Raise :class:`SamplingError` naming the first parameter that is out of range."""
-    if not isinstance(temperature, (int, float)) or temperature < 0 or temperature != temperature:
-        raise SamplingError(f"temperature must be a number >= 0 (0 = greedy), got {temperature!r}.")
+    if (isinstance(temperature, bool) or not isinstance(temperature, (int, float))
+            or not math.isfinite(temperature) or temperature < 0):
+        raise SamplingError(
+            f"temperature must be a finite number >= 0 (0 = greedy), got {temperature!r}.")
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int)
                               or not 1 <= top_k <= vocab_size):
         raise SamplingError(
             f"top_k must be an integer in [1, {vocab_size}] (the vocabulary size) or None, got {top_k!r}.")
     if top_p is not None and (not isinstance(top_p, (int, float)) or not 0 < top_p <= 1):
         raise SamplingError(f"top_p must be in (0, 1] or None, got {top_p!r}.")
-    if max_new_tokens is not None and (not isinstance(max_new_tokens, int) or max_new_tokens < 0):
+    if max_new_tokens is not _UNCHECKED and (isinstance(max_new_tokens, bool)
+                                             or not isinstance(max_new_tokens, int) or max_new_tokens < 0):
         raise SamplingError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}.")
 
 
@@ -69,9 +80,9 @@ def sample_next_token(logits: torch.Tensor, temperature: float = 0.0, top_k: int
                       top_p: float | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
     """Pick the next token of each row of ``logits`` ``[B, vocab]``; returns ``[B, 1]``.
 
-    ``temperature == 0`` is greedy decoding (the most likely token).
+    ``temperature == 0`` (or below :data:`GREEDY_BELOW`) is greedy decoding (the most likely token).
     """
-    if temperature == 0:
+    if temperature < GREEDY_BELOW:
         return logits.argmax(dim=-1, keepdim=True)
     probs = next_token_probs(logits, temperature, top_k, top_p)
     return torch.multinomial(probs, num_samples=1, generator=generator)
@@ -217,7 +228,12 @@ def generate_text(
     """
     from .tokenizer import EOT_ID, decode, encode
 
-    prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+    if isinstance(prompt, str):
+        prompts = [prompt]
+    elif isinstance(prompt, (list, tuple)):
+        prompts = list(prompt)
+    else:
+        prompts = None
     if not prompts or any(not isinstance(p, str) for p in prompts):
         raise PromptError(f"prompt must be a string or a non-empty list of strings, got {prompt!r}.")
     ids = [encode(p) for p in prompts]

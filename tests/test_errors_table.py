@@ -71,9 +71,7 @@ def generate_text_empty_prompt(tmp_path, cfg):
     generate_text(GPT(cfg.replace(vocab_size=50257)).eval(), "", max_new_tokens=3)
 
 
-@row(PromptError, "prompt must be a string or a non-empty list of strings", "42",
-     known_bug="generate_text calls list(prompt) before its type check: TypeError "
-               "'int' object is not iterable (mygpt/generate.py)")
+@row(PromptError, "prompt must be a string or a non-empty list of strings", "42")
 def generate_text_not_a_string(tmp_path, cfg):
     generate_text(GPT(cfg.replace(vocab_size=50257)).eval(), 42, max_new_tokens=3)
 

@@ -83,7 +83,7 @@ def test_top_p_keeps_smallest_set_reaching_p():
 
 
 @pytest.mark.parametrize("kwargs, words", [
-    (dict(temperature=-0.5), "temperature must be a number >= 0"),
+    (dict(temperature=-0.5), "temperature must be a finite number >= 0"),
     (dict(temperature=1.0, top_k=0), "top_k must be an integer in [1, 97]"),
     (dict(temperature=1.0, top_k=98), "top_k must be an integer in [1, 97]"),
     (dict(temperature=1.0, top_p=0.0), "top_p must be in (0, 1]"),
