@@ -1,0 +1,340 @@
+"""Fine-tuning a GPT for classification: data preparation, the classifier, training, saving.
+
+The recipe (chapter 8): take a pretrained :class:`~mygpt.model.GPT`, replace its vocabulary-sized
+output layer by a small one with one output per class, read the output at one position of each
+message (the last real token, or the mean over all real tokens), and train with cross-entropy,
+usually only the last block, the final LayerNorm and the new head.
+
+Messages are right-padded with ``<|endoftext|>`` (50256). Attention is causal, so a real token
+never sees the padding after it: the output at the last real token is the same with or without
+padding, and no attention mask is needed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from .checkpoint import CONFIG_NAME, WEIGHTS_NAME, atomic_write, read_weights
+from .config import GPTConfig
+from .device import progress
+from .errors import CheckpointError, ConfigError, DataError, PromptError
+from .model import GPT
+from .tokenizer import EOT_ID, encode_ordinary
+from .train import configure_optimizer
+
+POOLINGS = ("last", "mean")
+FORMAT = "mygpt-classifier"
+
+
+# --------------------------------------------------------------------------------------------
+# Data: balance, split, dataset, loader
+# --------------------------------------------------------------------------------------------
+
+def balance_classes(rows: Sequence[tuple[str, str]], seed: int = 123) -> list[tuple[str, str]]:
+    """Undersample every label to the size of the rarest one; ``rows`` are ``(label, text)``.
+
+    The kept rows of each label are a seeded random sample; the result is grouped by label in
+    sorted label order (shuffle it when splitting).
+    """
+    by_label: dict[str, list[tuple[str, str]]] = {}
+    for row in rows:
+        by_label.setdefault(row[0], []).append(row)
+    if len(by_label) < 2:
+        raise DataError(f"Need at least two labels to balance, got {sorted(by_label)}.")
+    n = min(len(v) for v in by_label.values())
+    rng = random.Random(seed)
+    return [row for label in sorted(by_label) for row in rng.sample(by_label[label], n)]
+
+
+def split_rows(rows: Sequence, fractions: Sequence[float] = (0.7, 0.1, 0.2),
+               seed: int = 123) -> tuple[list, ...]:
+    """Shuffle ``rows`` with ``seed`` and cut them into parts of the given fractions (summing to 1).
+
+    The last part takes whatever rounding leaves, so every row lands in exactly one part.
+    """
+    if not fractions or any(f < 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-9:
+        raise DataError(f"Split fractions must be non-negative and sum to 1, got {list(fractions)}.")
+    shuffled = list(rows)
+    random.Random(seed).shuffle(shuffled)
+    parts, start = [], 0
+    for f in fractions[:-1]:
+        end = start + int(f * len(shuffled))
+        parts.append(shuffled[start:end])
+        start = end
+    parts.append(shuffled[start:])
+    return tuple(parts)
+
+
+class ClassificationDataset(Dataset):
+    """Texts and their class indices, encoded once and truncated to ``max_length`` tokens.
+
+    Items are ``(ids, label)`` with ``ids`` a 1-D tensor of 1 to ``max_length`` tokens; the
+    collate function :func:`pad_batch` pads a batch to its longest message.
+    """
+
+    def __init__(self, texts: Sequence[str], labels: Sequence[int], max_length: int) -> None:
+        if len(texts) != len(labels):
+            raise DataError(f"{len(texts)} texts but {len(labels)} labels: give one label per text.")
+        if max_length < 1:
+            raise ConfigError(f"max_length must be at least 1, got {max_length}.")
+        self.max_length = max_length
+        self.ids = [torch.tensor(_encode_message(t, i)[:max_length]) for i, t in enumerate(texts)]
+        self.labels = torch.tensor(list(labels), dtype=torch.long)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.ids[index], self.labels[index]
+
+
+def _encode_message(text: str, index: int) -> list[int]:
+    ids = encode_ordinary(text)  # user text: "<|endoftext|>" in a message is just characters
+    if not ids:
+        raise PromptError(f"Message {index} is empty: a classifier needs at least one token.")
+    return ids
+
+
+def pad_batch(batch: Sequence[tuple[torch.Tensor, torch.Tensor]],
+              pad_id: int = EOT_ID) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Right-pad a list of ``(ids, label)`` to ``(ids [B, T], lengths [B], labels [B])``."""
+    lengths = torch.tensor([len(ids) for ids, _ in batch])
+    x = torch.full((len(batch), int(lengths.max())), pad_id, dtype=torch.long)
+    for i, (ids, _) in enumerate(batch):
+        x[i, : len(ids)] = ids
+    return x, lengths, torch.stack([label for _, label in batch])
+
+
+def classification_loader(dataset: ClassificationDataset, batch_size: int = 8,
+                          shuffle: bool = False, seed: int = 123,
+                          drop_last: bool = False) -> DataLoader:
+    """A loader of padded batches; shuffled with its own seeded generator when ``shuffle``."""
+    generator = torch.Generator().manual_seed(seed) if shuffle else None
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
+                      drop_last=drop_last, collate_fn=pad_batch)
+
+
+# --------------------------------------------------------------------------------------------
+# The classifier
+# --------------------------------------------------------------------------------------------
+
+def pool(outputs: torch.Tensor, lengths: torch.Tensor, pooling: str = "last") -> torch.Tensor:
+    """Reduce per-position outputs ``[B, T, C]`` of right-padded sequences to ``[B, C]``.
+
+    ``"last"``: the output at each sequence's last real token (the only position that has seen
+    the whole message). ``"mean"``: the mean over the real tokens.
+    """
+    if pooling == "last":
+        return outputs[torch.arange(outputs.shape[0], device=outputs.device), lengths - 1]
+    if pooling == "mean":
+        keep = torch.arange(outputs.shape[1], device=outputs.device)[None, :] < lengths[:, None]
+        return (outputs * keep[..., None]).sum(1) / lengths[:, None].to(outputs.dtype)
+    raise ConfigError(f"Unknown pooling {pooling!r}; use one of {POOLINGS}.")
+
+
+class GPTClassifier(nn.Module):
+    """A GPT whose output layer is replaced by a ``len(labels)``-way head.
+
+    ``forward(ids, lengths)`` gives class logits ``[B, n_labels]``, pooled as ``pooling`` says.
+    ``max_length`` is where :func:`classify` truncates messages (default: the context length).
+    """
+
+    def __init__(self, gpt: GPT, labels: Sequence[str] = ("ham", "spam"), pooling: str = "last",
+                 max_length: int | None = None) -> None:
+        super().__init__()
+        if pooling not in POOLINGS:
+            raise ConfigError(f"Unknown pooling {pooling!r}; use one of {POOLINGS}.")
+        if len(labels) < 2 or len(set(labels)) != len(labels):
+            raise ConfigError(f"A classifier needs two or more distinct labels, got {list(labels)}.")
+        max_length = max_length or gpt.config.context_length
+        if not 1 <= max_length <= gpt.config.context_length:
+            raise ConfigError(f"max_length {max_length} must be between 1 and the model's context "
+                              f"({gpt.config.context_length}).")
+        self.labels = list(labels)
+        self.pooling = pooling
+        self.max_length = max_length
+        # The new head unties the output layer from the token embedding; it is small and fresh.
+        gpt.lm_head = nn.Linear(gpt.config.n_embd, len(labels))
+        self.gpt = gpt
+
+    @property
+    def config(self) -> GPTConfig:
+        """The underlying GPT's configuration."""
+        return self.gpt.config
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Class logits ``[B, n_labels]`` for right-padded ``ids`` ``[B, T]`` of ``lengths`` tokens."""
+        if lengths is None:
+            lengths = torch.full((ids.shape[0],), ids.shape[1], device=ids.device)
+        return pool(self.gpt(ids), lengths.to(ids.device), self.pooling)
+
+
+def set_trainable(model: GPTClassifier, part: str = "last") -> int:
+    """Choose what fine-tuning updates; returns the number of trainable parameters.
+
+    ``"last"``: the last transformer block, the final LayerNorm and the head (the rest frozen).
+    ``"head"``: the head only. ``"all"``: everything.
+    """
+    gpt = model.gpt
+    parts = {"head": [gpt.lm_head], "last": [gpt.blocks[-1], gpt.ln_f, gpt.lm_head], "all": [gpt]}
+    if part not in parts:
+        raise ConfigError(f"Unknown trainable part {part!r}; use one of {sorted(parts)}.")
+    gpt.requires_grad_(False)
+    for module in parts[part]:
+        module.requires_grad_(True)
+    return sum(p.numel() for p in {id(p): p for p in model.parameters() if p.requires_grad}.values())
+
+
+# --------------------------------------------------------------------------------------------
+# Training and evaluation
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class ClassifierHistory:
+    """What :func:`train_classifier` measured: per step (train loss) and per epoch."""
+
+    step_loss: list[float] = field(default_factory=list)
+    train_loss: list[float] = field(default_factory=list)
+    train_acc: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    val_acc: list[float] = field(default_factory=list)
+
+
+@torch.no_grad()
+def predict(model: GPTClassifier, loader, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Predicted and true class indices over ``loader``, in eval mode."""
+    device = device or next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    preds, targets = [], []
+    for x, lengths, y in loader:
+        preds.append(model(x.to(device), lengths.to(device)).argmax(-1).cpu())
+        targets.append(y)
+    model.train(was_training)
+    if not preds:
+        raise DataError("The loader yielded no batch: is the dataset empty?")
+    return torch.cat(preds), torch.cat(targets)
+
+
+@torch.no_grad()
+def evaluate_classifier(model: GPTClassifier, loader, device=None) -> tuple[float, float]:
+    """Mean cross-entropy loss (per message) and accuracy over ``loader``, in eval mode."""
+    device = device or next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    loss, correct, n = 0.0, 0, 0
+    for x, lengths, y in loader:
+        logits = model(x.to(device), lengths.to(device))
+        y = y.to(device)
+        loss += F.cross_entropy(logits, y, reduction="sum").item()
+        correct += (logits.argmax(-1) == y).sum().item()
+        n += len(y)
+    model.train(was_training)
+    if n == 0:
+        raise DataError("The loader yielded no batch: is the dataset empty?")
+    return loss / n, correct / n
+
+
+def confusion_matrix(preds: torch.Tensor, targets: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """``[n_classes, n_classes]`` counts: row = true class, column = predicted class."""
+    return torch.bincount(targets * n_classes + preds, minlength=n_classes**2).view(n_classes, n_classes)
+
+
+def train_classifier(model: GPTClassifier, train_loader, val_loader=None, epochs: int = 3,
+                     lr: float = 5e-5, weight_decay: float = 0.1, device=None,
+                     log: bool = True) -> ClassifierHistory:
+    """Fine-tune ``model`` with cross-entropy on its pooled logits; returns the history.
+
+    Only parameters with ``requires_grad`` are updated (see :func:`set_trainable`). After each
+    epoch, loss and accuracy are measured on the whole training and validation sets (eval mode)
+    and, with ``log``, printed on one deterministic line.
+    """
+    device = device or next(model.parameters()).device
+    optimizer = configure_optimizer(model, lr=lr, weight_decay=weight_decay)
+    history = ClassifierHistory()
+    model.train()
+    for epoch in range(1, epochs + 1):
+        for x, lengths, y in progress(train_loader, desc=f"epoch {epoch}", leave=False):
+            loss = F.cross_entropy(model(x.to(device), lengths.to(device)), y.to(device))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            history.step_loss.append(loss.item())
+        train_loss, train_acc = evaluate_classifier(model, train_loader, device)
+        history.train_loss.append(train_loss)
+        history.train_acc.append(train_acc)
+        line = f"epoch {epoch}: train loss {train_loss:.3f}, acc {train_acc:.4f}"
+        if val_loader is not None:
+            val_loss, val_acc = evaluate_classifier(model, val_loader, device)
+            history.val_loss.append(val_loss)
+            history.val_acc.append(val_acc)
+            line += f" | val loss {val_loss:.3f}, acc {val_acc:.4f}"
+        if log:
+            print(line)
+    model.eval()
+    return history
+
+
+@torch.no_grad()
+def classify(model: GPTClassifier, messages: Sequence[str], batch_size: int = 32) -> list[str]:
+    """Label each message with ``model`` (truncated to its ``max_length`` tokens).
+
+    Raises :class:`PromptError` for an empty list or an empty message.
+    """
+    if isinstance(messages, str):
+        raise PromptError("classify() takes a list of messages, not one string: use [message].")
+    if len(messages) == 0:
+        raise PromptError("No messages to classify: pass a non-empty list of strings.")
+    dataset = ClassificationDataset(messages, [0] * len(messages), model.max_length)
+    preds, _ = predict(model, classification_loader(dataset, batch_size=batch_size))
+    return [model.labels[i] for i in preds.tolist()]
+
+
+# --------------------------------------------------------------------------------------------
+# Saving and loading
+# --------------------------------------------------------------------------------------------
+
+def save_classifier(model: GPTClassifier, directory: str | os.PathLike) -> Path:
+    """Save weights (``model.safetensors``) and config with labels (``config.json``) atomically."""
+    directory = Path(directory)
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    config = {"format": FORMAT, "gpt": model.config.to_dict(), "labels": model.labels,
+              "pooling": model.pooling, "max_length": model.max_length}
+    atomic_write(directory / WEIGHTS_NAME, lambda tmp: save_file(state, tmp))
+    atomic_write(directory / CONFIG_NAME, lambda tmp: Path(tmp).write_text(json.dumps(config, indent=2)))
+    return directory
+
+
+def load_classifier(path: str | os.PathLike, device=None) -> GPTClassifier:
+    """Load a classifier saved by :func:`save_classifier` (in eval mode)."""
+    directory = Path(path)
+    try:
+        config = json.loads((directory / CONFIG_NAME).read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"No {CONFIG_NAME} in {directory}: is it a classifier saved by "
+                              "mygpt.save_classifier?") from None
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{directory / CONFIG_NAME} is not valid JSON: {e}") from e
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise CheckpointError(f"{directory} holds no classifier (config.json has no "
+                              f"'format': '{FORMAT}'); a language model loads with mygpt.load_model.")
+    with torch.random.fork_rng(devices=[]):  # the fresh weights are overwritten; keep RNG as is
+        model = GPTClassifier(GPT(GPTConfig.from_dict(config["gpt"])), config["labels"],
+                              config["pooling"], config["max_length"])
+    state = read_weights(directory / WEIGHTS_NAME)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise CheckpointError(f"{directory / WEIGHTS_NAME} does not fit its config: {e}") from e
+    return (model.to(device) if device is not None else model).eval()
