@@ -33,6 +33,7 @@ from .generate import generate, generate_text, next_token_probs, sample_next_tok
 from .checkpoint import load_model, save_model
 from .train import History, TrainConfig, evaluate, next_token_loss, perplexity, train
 from .pretrained import load_pretrained
+from .zoo import pretrained_history, small_pretrained
 
 __version__ = "0.1.0"
 
@@ -50,4 +51,5 @@ __all__ = [
     "save_model", "load_model",
     "TrainConfig", "History", "train", "evaluate", "next_token_loss", "perplexity",
     "load_pretrained",
+    "small_pretrained", "pretrained_history",
 ]

@@ -1,0 +1,212 @@
+"""The book's small pretrained model: one call returns it from a cache, or trains it when missing.
+
+Chapters open one at a time (on Colab, in a fresh runtime), yet several of them need a model that
+has already learned some language. :func:`small_pretrained` gives every chapter the same one:
+
+1. Each model is a *recipe* in :data:`ZOO`: architecture (``GPTConfig``), training settings
+   (``TrainConfig``), data and seed, frozen in a :class:`Recipe`.
+2. The cache key is a hash of the whole recipe (plus the data file's SHA-256), so changing any
+   part of it trains a new model instead of silently reusing a stale one.
+3. When ``$MYGPT_CACHE_DIR/models/<name>-<key>/`` (default ``~/.cache/mygpt``) exists, the model
+   is loaded from it. Otherwise it is trained on the CPU with fixed seeds, which makes the weights
+   the same on every machine (the book's stored outputs depend on that), and saved: into a
+   temporary directory first, renamed into place when complete, so an interrupted training never
+   leaves a half-written model under the real name.
+
+Beside the weights (``model.safetensors``, ``config.json``) the directory holds ``recipe.json``
+(what was trained) and ``history.json`` (the losses measured during training, see
+:func:`pretrained_history`). Neither call changes the caller's random number generators, and the
+one line printed with ``verbose=True`` is the same whether the model was trained or loaded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .checkpoint import load_model, save_model
+from .config import GPTConfig
+from .data import REGISTRY, cache_dir, create_dataloader, read_text, train_val_split
+from .errors import CheckpointError, ConfigError
+from .model import GPT
+from .train import History, TrainConfig, train
+
+#: Bump when the training procedure changes in a way the recipe does not capture (e.g. how the
+#: data are split), so that every cached model is retrained.
+PROCEDURE_VERSION = 1
+
+HISTORY_NAME = "history.json"
+RECIPE_NAME = "recipe.json"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything that determines one small pretrained model.
+
+    Attributes:
+        model: the architecture.
+        train: optimizer, schedule and length of training (``max_steps``).
+        data: a :data:`mygpt.data.REGISTRY` text file to train on.
+        train_frac: the first ``train_frac`` of the text (by characters) is training data, the rest
+            validation data (see :func:`mygpt.train_val_split`).
+        batch_size: windows per training batch; each window is ``model.context_length`` tokens.
+        seed: seeds the weight initialisation and dropout (``train.seed`` seeds the data order).
+        description: one line for humans; not part of the cache key.
+    """
+
+    model: GPTConfig
+    train: TrainConfig
+    data: str = "tinyshakespeare"
+    train_frac: float = 0.9
+    batch_size: int = 8
+    seed: int = 123
+    description: str = field(default="", compare=False)
+
+    def spec(self) -> dict:
+        """The recipe as plain JSON-able data: what the cache key hashes and ``recipe.json`` holds."""
+        if self.data not in REGISTRY:
+            raise ConfigError(f"Recipe data {self.data!r} is not a registered data file; "
+                              f"known: {', '.join(sorted(REGISTRY))}.")
+        return {
+            "procedure": PROCEDURE_VERSION,
+            "model": self.model.to_dict(),
+            "train": dataclasses.asdict(self.train),
+            "data": self.data,
+            "data_sha256": REGISTRY[self.data].sha256,  # another text means another model
+            "train_frac": self.train_frac,
+            "batch_size": self.batch_size,
+            "seed": self.seed,
+        }
+
+    def key(self) -> str:
+        """A short hash of :meth:`spec`: equal recipes share a key, any change gives a new one."""
+        text = json.dumps(self.spec(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+#: The book's small models, by name. ``shakespeare-small`` is the one the chapters use: four
+#: blocks, 128 wide, GPT-2's tokenizer and vocabulary, trained for about 80 s on two CPU cores
+#: (most of the compute goes to the 50,257-way output layer, which is why it is narrow).
+ZOO: dict[str, Recipe] = {
+    "shakespeare-small": Recipe(
+        model=GPTConfig(vocab_size=50257, context_length=256, n_embd=128, n_layer=4, n_head=4,
+                        dropout=0.0),
+        # One window per step: this early in training, many small steps learn more per token than
+        # fewer large ones (measured at lr 1e-2 after 102,400 tokens: validation loss 6.20 with
+        # one window per step, 6.31 with two). 720 steps take about 80 s on two CPU cores.
+        train=TrainConfig(max_steps=720, lr=5e-3, min_lr=5e-4, warmup_steps=10, weight_decay=0.1,
+                          grad_clip=1.0, eval_every=90, eval_batches=16, seed=123, log=False),
+        data="tinyshakespeare",
+        train_frac=0.9,
+        batch_size=1,
+        seed=123,
+        description="4 blocks x 128 wide, GPT-2 vocabulary, trained on Tiny Shakespeare",
+    ),
+}
+
+
+def _recipe(name: str) -> Recipe:
+    if name not in ZOO:
+        raise ConfigError(f"Unknown small model {name!r}. Known names: {', '.join(sorted(ZOO))}.")
+    return ZOO[name]
+
+
+def model_dir(name: str = "shakespeare-small") -> Path:
+    """Where the model ``name`` is (or will be) cached: ``<cache>/models/<name>-<key>``."""
+    return cache_dir() / "models" / f"{name}-{_recipe(name).key()}"
+
+
+def train_recipe(recipe: Recipe) -> tuple[GPT, History]:
+    """Train ``recipe`` from scratch on the CPU and return the model (eval mode) and its history.
+
+    Deterministic: the same recipe gives bit-identical weights on every run. The caller's global
+    random state is saved and restored, so calling this does not change what later code draws.
+    """
+    text = read_text(recipe.data)
+    train_text, val_text = train_val_split(text, recipe.train_frac)
+    T = recipe.model.context_length
+    train_loader = create_dataloader(train_text, recipe.batch_size, T, seed=recipe.train.seed)
+    # Validation in a fixed order, so "the first eval_batches batches" is always the same text.
+    val_loader = create_dataloader(val_text, recipe.batch_size, T, shuffle=False, drop_last=False)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(recipe.seed)
+        model = GPT(recipe.model)
+        history = train(model, train_loader, val_loader, cfg=recipe.train, device=torch.device("cpu"))
+    return model.eval(), history
+
+
+def _save(directory: Path, model: GPT, history: History, recipe: Recipe) -> None:
+    """Write the model, its history and recipe into a temporary directory, then rename it into place."""
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    try:
+        save_model(model, tmp)
+        (tmp / HISTORY_NAME).write_text(json.dumps(dataclasses.asdict(history), indent=1))
+        (tmp / RECIPE_NAME).write_text(json.dumps(
+            dict(recipe.spec(), description=recipe.description), indent=2))
+        try:
+            tmp.rename(directory)
+        except OSError as e:
+            if not (directory / HISTORY_NAME).is_file():
+                raise CheckpointError(f"Cannot put the trained model at {directory} ({e}): it exists "
+                                      f"but is incomplete. Delete it and try again.") from e
+            # Another process finished the same model first; its weights are identical to ours.
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _ensure(name: str) -> Path:
+    """The cache directory of ``name``, training and saving the model first if it is missing."""
+    directory = model_dir(name)
+    if not (directory / HISTORY_NAME).is_file():
+        model, history = train_recipe(_recipe(name))
+        _save(directory, model, history, _recipe(name))
+    return directory
+
+
+def _read_history(directory: Path) -> History:
+    try:
+        return History(**json.loads((directory / HISTORY_NAME).read_text()))
+    except (OSError, json.JSONDecodeError, TypeError) as e:
+        raise CheckpointError(f"{directory / HISTORY_NAME} is unreadable ({e}); delete {directory} "
+                              f"to train the model again.") from e
+
+
+def small_pretrained(name: str = "shakespeare-small", device=None, verbose: bool = True) -> GPT:
+    """The book's small pretrained model ``name`` (see :data:`ZOO`), in eval mode.
+
+    Loaded from the cache when it is there; otherwise trained first (on the CPU, deterministically:
+    about a minute or two for ``shakespeare-small``, with a progress bar unless ``TQDM_DISABLE=1``)
+    and cached. Either way the result is the same weights, and with ``verbose`` the same one line
+    is printed. ``device``: where the returned model lives (default: CPU). The caller's random
+    number generators are left as they were.
+    """
+    directory = _ensure(name)
+    with torch.random.fork_rng(devices=[]):  # building a GPT draws its (discarded) initial weights
+        try:
+            model = load_model(directory, device=device)
+        except CheckpointError as e:
+            raise CheckpointError(f"{e} Delete {directory} to train the model again.") from e
+    if verbose:
+        history = _read_history(directory)
+        print(f"{name}: {model.num_parameters() / 1e6:.1f}M parameters, trained on "
+              f"{history.tokens[-1]:,} tokens of {_recipe(name).data}, "
+              f"validation loss {history.val_loss[-1]:.3f}")
+    return model.eval()
+
+
+def pretrained_history(name: str = "shakespeare-small") -> History:
+    """The losses recorded while ``name`` was trained (training it first if it is not cached)."""
+    return _read_history(_ensure(name))
+
+
+def pretrained_recipe(name: str = "shakespeare-small") -> Recipe:
+    """The :class:`Recipe` of the small model ``name``."""
+    return _recipe(name)
