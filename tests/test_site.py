@@ -46,7 +46,7 @@ TOC = yaml.safe_load((ROOT / "_toc.yml").read_text())
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 CHROMEDRIVER = shutil.which("chromedriver")
 
-pytestmark = pytest.mark.skipif(
+needs_browser = pytest.mark.skipif(
     CHROMIUM is None or CHROMEDRIVER is None,
     reason="needs Chromium and its driver (Debian: apt-get install chromium chromium-driver; .ci/run does this)",
 )
@@ -203,6 +203,21 @@ def test_the_toc_lists_pages() -> None:
     assert len(PAGES) == len(set(PAGES)), f"a page is listed twice in _toc.yml: {PAGES}"
 
 
+def test_api_page_documents_every_module() -> None:
+    """book/api.md has an automodule for every module of mygpt in git, so none goes missing."""
+    api = (ROOT / "book" / "api.md").read_text()
+    documented = set(re.findall(r"^\.\. automodule:: mygpt\.(\w+)", api, flags=re.MULTILINE))
+    listed = subprocess.run(["git", "ls-files", "mygpt/*.py"], cwd=ROOT, capture_output=True, text=True)
+    if listed.returncode != 0:
+        pytest.skip("not a git checkout")
+    modules = {Path(p).stem for p in listed.stdout.split()} - {"__init__", "__main__"}
+    missing = sorted(m for m in modules if not m.startswith("_") and m not in documented)
+    assert not missing, f"book/api.md has no '.. automodule:: mygpt.<name>' section for: {missing}"
+    stale = sorted(documented - modules)
+    assert not stale, f"book/api.md documents modules that are not in mygpt/: {stale}"
+
+
+@needs_browser
 @pytest.mark.parametrize("page", PAGES)
 def test_page_in_browser(page: str, site: Path, base_url: str, browser: object, screenshots: Path) -> None:
     source = _source(page)
