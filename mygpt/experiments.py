@@ -1,0 +1,269 @@
+"""Small, cached training experiments: change one setting, train, compare validation curves.
+
+A run is described by an :class:`ExperimentSpec` (a frozen dataclass: the architecture, the
+optimizer settings, the data, a fixed *token budget* and a seed). :func:`run_experiment` trains
+it and returns a :class:`Result` (the validation curve as a :class:`~mygpt.train.History`, and a
+summary: final and best validation loss, whether the run diverged). :func:`sweep` does that for
+several values of one setting.
+
+Results are cached as ``$MYGPT_CACHE_DIR/experiments/<key>.json`` (default ``~/.cache/mygpt``),
+where the key hashes the whole spec plus the data file's SHA-256 and :data:`PROCEDURE_VERSION`.
+So a notebook re-renders without re-training when nothing changed, any change to a spec trains
+anew, and the same spec used by two sweeps (a shared baseline) is trained once. Floats survive
+the JSON round trip exactly, so a cached result is identical to a fresh one.
+
+The runs are meant to be tiny (seconds on a CPU), so they see text as **bytes**: the vocabulary is
+the 256 byte values instead of GPT-2's 50,257 BPE tokens. With a 64-wide model the 50,257-way
+output layer would cost most of the compute; with 256 outputs the blocks do. Every run trains on
+the CPU with fixed seeds, so results are the same on every machine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .config import GPTConfig
+from .data import REGISTRY, cache_dir, create_dataloader, read_text, train_val_split
+from .errors import ConfigError, TrainingError
+from .model import GPT
+from .train import History, TrainConfig, train
+
+#: Bump when the training procedure changes in a way the spec does not capture, so that every
+#: cached result is recomputed.
+PROCEDURE_VERSION = 1
+
+#: Byte-level vocabulary: every UTF-8 byte value is a token.
+BYTE_VOCAB = 256
+
+#: How many runs actually trained in this process (cache hits do not count). Tests and readers
+#: can look at it to see whether a result came from the cache.
+TRAIN_CALLS = 0
+
+
+def byte_ids(text: str) -> torch.Tensor:
+    """``text`` as a 1-D tensor of its UTF-8 bytes (token ids 0..255)."""
+    return torch.frombuffer(bytearray(text.encode("utf-8")), dtype=torch.uint8).long()
+
+
+@dataclass(frozen=True)
+class ExperimentSpec:
+    """Everything that determines one experiment (and so its cache key).
+
+    Attributes:
+        model: the architecture; ``vocab_size`` must be :data:`BYTE_VOCAB` (the runs see bytes).
+        lr, min_lr_frac, warmup_steps, weight_decay, grad_clip: AdamW and its schedule
+            (linear warmup, cosine decay to ``lr * min_lr_frac``).
+        token_budget: training tokens in total; ``token_budget // tokens_per_step`` steps.
+        tokens_per_step: tokens per optimizer step; the batch holds
+            ``tokens_per_step // context_length`` windows, so changing the context length changes
+            neither the number of steps nor the tokens seen.
+        eval_points: how many times the validation loss is measured (evenly spaced, last at the end).
+        eval_tokens: validation tokens per measurement (the first ones of the validation text).
+        data: a :data:`mygpt.data.REGISTRY` text. train_frac: the split (by characters).
+        seed: seeds the initial weights, dropout and the data order.
+    """
+
+    model: GPTConfig = GPTConfig(vocab_size=BYTE_VOCAB, context_length=64, n_embd=64, n_layer=2,
+                                 n_head=4, dropout=0.0)
+    lr: float = 3e-3
+    min_lr_frac: float = 0.1
+    warmup_steps: int = 10
+    weight_decay: float = 0.1
+    grad_clip: float | None = 1.0
+    token_budget: int = 65_536
+    tokens_per_step: int = 1024
+    eval_points: int = 8
+    eval_tokens: int = 8192
+    data: str = "tinyshakespeare"
+    train_frac: float = 0.9
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.model.vocab_size != BYTE_VOCAB:
+            raise ConfigError(f"ExperimentSpec runs see bytes: model.vocab_size must be {BYTE_VOCAB}, "
+                              f"got {self.model.vocab_size}.")
+        T = self.model.context_length
+        if self.tokens_per_step % T:
+            raise ConfigError(f"tokens_per_step ({self.tokens_per_step}) must be a multiple of the "
+                              f"context length ({T}) so that a batch holds whole windows.")
+        if self.eval_tokens % T:
+            raise ConfigError(f"eval_tokens ({self.eval_tokens}) must be a multiple of the context "
+                              f"length ({T}).")
+        if self.steps < self.eval_points or self.eval_points < 1:
+            raise ConfigError(f"token_budget {self.token_budget} gives {self.steps} steps, fewer than "
+                              f"eval_points={self.eval_points}; raise the budget or lower eval_points.")
+        if self.data not in REGISTRY:
+            raise ConfigError(f"ExperimentSpec.data {self.data!r} is not a registered data file; "
+                              f"known: {', '.join(sorted(REGISTRY))}.")
+
+    @property
+    def batch_size(self) -> int:
+        """Windows per step: ``tokens_per_step // context_length``."""
+        return self.tokens_per_step // self.model.context_length
+
+    @property
+    def steps(self) -> int:
+        """Optimizer steps: ``token_budget // tokens_per_step``."""
+        return self.token_budget // self.tokens_per_step
+
+    def replace(self, **changes) -> "ExperimentSpec":
+        """A copy with some settings changed; ``GPTConfig`` field names change the model.
+
+        ``spec.replace(n_head=8, lr=1e-2)`` sets ``model.n_head`` and ``lr``.
+        """
+        model_fields = {f.name for f in dataclasses.fields(GPTConfig)}
+        own = {f.name for f in dataclasses.fields(self)} - {"model"}
+        unknown = set(changes) - model_fields - own
+        if unknown:
+            raise ConfigError(f"No setting(s) {sorted(unknown)} in an ExperimentSpec or its GPTConfig; "
+                              f"known: {sorted(own | model_fields)}.")
+        model = self.model.replace(**{k: v for k, v in changes.items() if k in model_fields})
+        return dataclasses.replace(self, model=model,
+                                   **{k: v for k, v in changes.items() if k in own})
+
+    def train_config(self) -> TrainConfig:
+        """The :class:`~mygpt.train.TrainConfig` that :func:`run_experiment` trains with."""
+        return TrainConfig(max_steps=self.steps, lr=self.lr, min_lr=self.lr * self.min_lr_frac,
+                           warmup_steps=self.warmup_steps, weight_decay=self.weight_decay,
+                           grad_clip=self.grad_clip, eval_every=max(1, self.steps // self.eval_points),
+                           seed=self.seed, log=False, amp=False)
+
+    def to_dict(self) -> dict:
+        """The spec as plain JSON-able data: what the key hashes and the cache file records."""
+        d = dataclasses.asdict(self)
+        d["model"] = self.model.to_dict()
+        return d
+
+    def key(self) -> str:
+        """A short hash of the spec, the data's SHA-256 and :data:`PROCEDURE_VERSION`."""
+        payload = dict(self.to_dict(), procedure=PROCEDURE_VERSION,
+                       data_sha256=REGISTRY[self.data].sha256)
+        text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass
+class Result:
+    """One finished (or diverged) experiment.
+
+    Attributes:
+        spec: what was run (as :meth:`ExperimentSpec.to_dict`).
+        history: the validation (and training) loss at each measurement, up to where it stopped.
+        diverged: the loss became NaN/infinite (training raised :class:`TrainingError`), or the
+            final validation loss is worse than guessing uniformly among the 256 bytes.
+        error: the training error's message when training stopped early, else ``""``.
+    """
+
+    spec: dict
+    history: History
+    diverged: bool
+    error: str = ""
+    key: str = field(default="", compare=False)
+
+    @property
+    def final_val_loss(self) -> float:
+        """The last measured validation loss (``nan`` if none was measured)."""
+        return self.history.val_loss[-1] if self.history.val_loss else math.nan
+
+    @property
+    def min_val_loss(self) -> float:
+        """The lowest measured validation loss (``nan`` if none was measured)."""
+        return min(self.history.val_loss) if self.history.val_loss else math.nan
+
+    def to_json(self) -> str:
+        """The result as JSON (the cache file's content)."""
+        return json.dumps(dict(spec=self.spec, history=dataclasses.asdict(self.history),
+                               diverged=self.diverged, error=self.error), indent=1)
+
+    @classmethod
+    def from_json(cls, text: str, key: str = "") -> "Result":
+        """Read a result written by :meth:`to_json`."""
+        d = json.loads(text)
+        return cls(spec=d["spec"], history=History(**d["history"]), diverged=d["diverged"],
+                   error=d["error"], key=key)
+
+
+def experiments_dir() -> Path:
+    """Where results are cached: ``<cache>/experiments``."""
+    return cache_dir() / "experiments"
+
+
+def _train(spec: ExperimentSpec) -> Result:
+    """Train ``spec`` from scratch on the CPU; a NaN/inf loss is recorded, not raised."""
+    global TRAIN_CALLS
+    TRAIN_CALLS += 1
+    train_text, val_text = train_val_split(read_text(spec.data), spec.train_frac)
+    T, B = spec.model.context_length, spec.batch_size
+    train_loader = create_dataloader(byte_ids(train_text), B, T, seed=spec.seed)
+    # Validation: the same first eval_tokens of the held-out text at every measurement.
+    val_ids = byte_ids(val_text)[: spec.eval_tokens + 1]
+    val_loader = create_dataloader(val_ids, B, T, shuffle=False, drop_last=False)
+    seen: list[History] = []  # train() builds its History inside; keep a handle to it
+    error = ""
+    with torch.random.fork_rng(devices=[]):  # leave the caller's random state alone
+        torch.manual_seed(spec.seed)
+        model = GPT(spec.model)
+        try:
+            history = train(model, train_loader, val_loader, cfg=spec.train_config(),
+                            device=torch.device("cpu"),
+                            on_eval=lambda step, h: seen.append(h) if not seen else None)
+        except TrainingError as e:
+            history = seen[0] if seen else History()
+            error = str(e)
+    final = history.val_loss[-1] if history.val_loss else math.nan
+    diverged = bool(error) or not math.isfinite(final) or final > math.log(spec.model.vocab_size)
+    return Result(spec=spec.to_dict(), history=history, diverged=diverged, error=error)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)  # a reader sees the old file or the whole new one, never half
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def run_experiment(spec: ExperimentSpec, use_cache: bool = True) -> Result:
+    """The result of ``spec``: from the cache when it is there, else trained (and cached).
+
+    Training is deterministic, so both give the same numbers. ``use_cache=False`` trains
+    regardless (and overwrites the cached result).
+    """
+    key = spec.key()
+    path = experiments_dir() / f"{key}.json"
+    if use_cache and path.is_file():
+        try:
+            return Result.from_json(path.read_text(), key=key)
+        except (json.JSONDecodeError, KeyError, TypeError):
+            pass  # an unreadable cache file is just a miss: train again and overwrite it
+    result = _train(spec)
+    result.key = key
+    _write_atomic(path, result.to_json())
+    return result
+
+
+def sweep(base: ExperimentSpec, param: str, values, use_cache: bool = True) -> list[Result]:
+    """``run_experiment(base.replace(**{param: v}))`` for each ``v`` in ``values``, in order."""
+    return [run_experiment(base.replace(**{param: v}), use_cache=use_cache) for v in values]
+
+
+def summary_table(param: str, values, results: list[Result]) -> str:
+    """A plain-text table: each value of ``param`` with its final and best validation loss."""
+    lines = [f"{param:>14} | final val | best val | diverged"]
+    for v, r in zip(values, results):
+        lines.append(f"{v!s:>14} | {r.final_val_loss:9.3f} | {r.min_val_loss:8.3f} | "
+                     f"{'yes' if r.diverged else 'no'}")
+    return "\n".join(lines)

@@ -1,0 +1,138 @@
+"""The sweep harness: cached by spec, re-run on change, divergence recorded, deterministic.
+
+Every test runs a TINY spec (one block, 16 wide, a handful of steps on a short text registered
+here) through the real training path, with a private cache directory.
+"""
+
+import hashlib
+import math
+
+import pytest
+import torch
+
+import mygpt  # noqa: F401  (imported first, like the other tests: reads the environment once)
+from mygpt import experiments as ex
+from mygpt.config import GPTConfig
+from mygpt.data import REGISTRY, DataFile
+from mygpt.errors import ConfigError
+
+TOY_TEXT = "".join(
+    f"Line {i}: the {w} sat on the mat, and the {w} said {i * 7 % 13} words.\n"
+    for i, w in enumerate(["cat", "dog", "bird", "fox", "owl", "hen"] * 8)
+)
+
+
+@pytest.fixture
+def toy(tmp_path, monkeypatch) -> ex.ExperimentSpec:
+    """A private cache, the toy text as a registered data file, and a tiny spec on it."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "exp-toy.txt").write_text(TOY_TEXT, encoding="utf-8")
+    digest = hashlib.sha256(TOY_TEXT.encode()).hexdigest()
+    monkeypatch.setitem(REGISTRY, "exp-toy", DataFile("exp-toy", "http://invalid.example/t.txt",
+                                                      digest, "exp-toy.txt"))
+    monkeypatch.setenv("MYGPT_DATA_DIR", str(data))
+    monkeypatch.setenv("MYGPT_CACHE_DIR", str(tmp_path / "cache"))
+    return ex.ExperimentSpec(
+        model=GPTConfig(vocab_size=256, context_length=16, n_embd=16, n_layer=1, n_head=2),
+        lr=1e-2, warmup_steps=1, token_budget=6 * 64, tokens_per_step=64, eval_points=3,
+        eval_tokens=64, data="exp-toy", seed=0)
+
+
+def test_cache_hit_returns_identical_result_without_training(toy):
+    before = ex.TRAIN_CALLS
+    first = ex.run_experiment(toy)
+    assert ex.TRAIN_CALLS == before + 1
+    path = ex.experiments_dir() / f"{toy.key()}.json"
+    assert path.is_file()
+    mtime = path.stat().st_mtime_ns
+    again = ex.run_experiment(toy)
+    assert ex.TRAIN_CALLS == before + 1  # nothing trained
+    assert path.stat().st_mtime_ns == mtime  # nothing rewritten
+    assert again == first  # the whole curve, exactly (floats survive the JSON round trip)
+    assert len(first.history.val_loss) == 3 and first.history.step[-1] == toy.steps
+    assert not first.diverged and first.final_val_loss < math.log(256)
+
+
+def test_changed_spec_trains_again(toy):
+    ex.run_experiment(toy)
+    before = ex.TRAIN_CALLS
+    other = toy.replace(lr=3e-3)
+    assert other.key() != toy.key()
+    result = ex.run_experiment(other)
+    assert ex.TRAIN_CALLS == before + 1
+    assert result.spec["lr"] == 3e-3
+    assert result.history.val_loss != ex.run_experiment(toy).history.val_loss
+    assert ex.TRAIN_CALLS == before + 1  # the first spec still came from the cache
+
+
+def test_sweep_shares_runs_with_equal_specs(toy):
+    before = ex.TRAIN_CALLS
+    results = ex.sweep(toy, "n_head", [1, 2, 4])
+    assert [r.spec["model"]["n_head"] for r in results] == [1, 2, 4]
+    assert ex.TRAIN_CALLS == before + 3
+    again = ex.sweep(toy, "weight_decay", [toy.weight_decay])  # the same spec as n_head=2
+    assert ex.TRAIN_CALLS == before + 3
+    assert again[0] == results[1]
+    table = ex.summary_table("n_head", [1, 2, 4], results)
+    assert len(table.splitlines()) == 4 and f"{results[2].final_val_loss:9.3f}" in table
+
+
+def test_deterministic_when_trained_twice(toy):
+    a = ex.run_experiment(toy, use_cache=False)
+    b = ex.run_experiment(toy, use_cache=False)
+    assert a.history == b.history
+    other_seed = ex.run_experiment(toy.replace(seed=1), use_cache=False)
+    assert other_seed.history.val_loss != a.history.val_loss
+
+
+def test_nan_loss_is_recorded_as_diverged_not_raised(toy):
+    spec = toy.replace(lr=1e30, grad_clip=None, warmup_steps=0)
+    result = ex.run_experiment(spec)
+    assert result.diverged
+    assert "Lower the learning rate" in result.error  # train() stopped with a TrainingError
+    cached = ex.run_experiment(spec)
+    assert cached == result and cached.diverged
+
+
+def test_loss_worse_than_uniform_counts_as_diverged(toy):
+    # A large learning rate that keeps the loss finite but ends worse than guessing among 256.
+    result = ex.run_experiment(toy.replace(lr=30.0, warmup_steps=0))
+    assert result.error == ""  # training ran to the end ...
+    assert result.final_val_loss > math.log(256)  # ... but ended worse than uniform guessing
+    assert result.diverged
+
+
+def test_corrupt_cache_file_is_retrained(toy):
+    first = ex.run_experiment(toy)
+    path = ex.experiments_dir() / f"{toy.key()}.json"
+    path.write_text("{ truncated")
+    before = ex.TRAIN_CALLS
+    assert ex.run_experiment(toy) == first
+    assert ex.TRAIN_CALLS == before + 1
+
+
+def test_callers_random_state_is_untouched(toy):
+    torch.manual_seed(7)
+    expected = torch.rand(3)
+    torch.manual_seed(7)
+    ex.run_experiment(toy, use_cache=False)
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_replace_routes_fields_and_validates(toy):
+    s = toy.replace(n_head=4, lr=5e-3, context_length=32)
+    assert (s.model.n_head, s.lr, s.model.context_length, s.batch_size) == (4, 5e-3, 32, 2)
+    assert s.steps == toy.steps  # a fixed token budget: same steps, same tokens
+    with pytest.raises(ConfigError, match="no_such"):
+        toy.replace(no_such=1)
+    with pytest.raises(ConfigError, match="vocab_size"):
+        toy.replace(vocab_size=50257)
+    with pytest.raises(ConfigError, match="multiple"):
+        toy.replace(context_length=48)  # 64 tokens per step is not whole 48-token windows
+    with pytest.raises(ConfigError, match="divisible"):
+        toy.replace(n_head=3)
+
+
+def test_byte_ids_are_utf8_bytes():
+    assert ex.byte_ids("Aé").tolist() == [65, 0xC3, 0xA9]
