@@ -105,3 +105,15 @@ def test_bootstrap_cell_installs_mygpt_in_a_bare_environment(tmp_path: Path) -> 
     assert installed_at.is_relative_to(env_dir.resolve()), (
         f"mygpt was imported from {installed_at}, not from the bare environment {env_dir}: "
         "the bootstrap cell did not install it")
+
+
+def test_bootstrap_cell_installs_nothing_where_mygpt_is_importable(tmp_path: Path) -> None:
+    """Locally and in CI the cell must not touch the environment: with mygpt importable, pip
+    never runs (MYGPT_INSTALL points at a path that does not exist, so any install would fail)."""
+    chapter = _chapter()
+    nb = nbformat.read(chapter, as_version=4)
+    first = next(c.source for c in nb.cells if c.cell_type == "code" and c.source.strip())
+    env = dict(os.environ, MYGPT_INSTALL=str(tmp_path / "no-such-package"), PIP_NO_INDEX="1")
+    code = first + "\nprint('DEVICE', device)\n"
+    out = _run(Path(sys.executable), code, ROOT, env)
+    assert "DEVICE " in out, f"the bootstrap cell did not reach setup_notebook():\n{out}"
