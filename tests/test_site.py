@@ -5,7 +5,7 @@ stored traceback rendered as output, a Colab button that opens a notebook that i
 repository. This file builds the book into a temporary directory (stored outputs, no execution),
 serves it on 127.0.0.1, and checks every page listed in `_toc.yml`:
 
-- the page loads and has its title;
+- the page loads and has its title, a repository button, and copy buttons on its code;
 - every <img> decodes (naturalWidth > 0), and a chapter shows at least as many images as its
   notebook stores figures;
 - no error output (traceback) and no docutils error message is rendered;
@@ -233,6 +233,13 @@ def test_page_in_browser(page: str, site: Path, base_url: str, browser: object, 
         problems.append(f"no proper title ({title!r})")
     if not browser.find_elements("css selector", "article, main"):
         problems.append("no article/main element: the page did not render")
+
+    repo_url = CONFIG["repository"]["url"].rstrip("/")
+    if not browser.find_elements("css selector", f"a[href^='{repo_url}']"):
+        problems.append(f"no repository button linking {repo_url}")
+    code_blocks = browser.find_elements("css selector", "div.highlight pre")
+    if code_blocks and not browser.find_elements("css selector", "button.copybtn"):
+        problems.append(f"{len(code_blocks)} code blocks but no copy button (sphinx-copybutton)")
 
     images = browser.execute_async_script(_IMAGES_JS)
     problems += [f"image does not decode: {img['src']}" for img in images if img["width"] == 0]
