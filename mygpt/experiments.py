@@ -74,15 +74,15 @@ class ExperimentSpec:
 
     model: GPTConfig = GPTConfig(vocab_size=BYTE_VOCAB, context_length=64, n_embd=64, n_layer=2,
                                  n_head=4, dropout=0.0)
-    lr: float = 3e-3
+    lr: float = 1e-2
     min_lr_frac: float = 0.1
     warmup_steps: int = 10
     weight_decay: float = 0.1
     grad_clip: float | None = 1.0
-    token_budget: int = 65_536
+    token_budget: int = 131_072
     tokens_per_step: int = 1024
     eval_points: int = 8
-    eval_tokens: int = 8192
+    eval_tokens: int = 4096
     data: str = "tinyshakespeare"
     train_frac: float = 0.9
     seed: int = 0
@@ -209,16 +209,23 @@ def _train(spec: ExperimentSpec) -> Result:
     val_loader = create_dataloader(val_ids, B, T, shuffle=False, drop_last=False)
     seen: list[History] = []  # train() builds its History inside; keep a handle to it
     error = ""
-    with torch.random.fork_rng(devices=[]):  # leave the caller's random state alone
-        torch.manual_seed(spec.seed)
-        model = GPT(spec.model)
-        try:
-            history = train(model, train_loader, val_loader, cfg=spec.train_config(),
-                            device=torch.device("cpu"),
-                            on_eval=lambda step, h: seen.append(h) if not seen else None)
-        except TrainingError as e:
-            history = seen[0] if seen else History()
-            error = str(e)
+    threads = torch.get_num_threads()
+    # One thread: for a model this small, more threads mostly add overhead, and a fixed thread
+    # count keeps floating-point sums in the same order on every machine (same numbers anywhere).
+    torch.set_num_threads(1)
+    try:
+        with torch.random.fork_rng(devices=[]):  # leave the caller's random state alone
+            torch.manual_seed(spec.seed)
+            model = GPT(spec.model)
+            try:
+                history = train(model, train_loader, val_loader, cfg=spec.train_config(),
+                                device=torch.device("cpu"),
+                                on_eval=lambda step, h: seen.append(h) if not seen else None)
+            except TrainingError as e:
+                history = seen[0] if seen else History()
+                error = str(e)
+    finally:
+        torch.set_num_threads(threads)
     final = history.val_loss[-1] if history.val_loss else math.nan
     diverged = bool(error) or not math.isfinite(final) or final > math.log(spec.model.vocab_size)
     return Result(spec=spec.to_dict(), history=history, diverged=diverged, error=error)
@@ -267,3 +274,35 @@ def summary_table(param: str, values, results: list[Result]) -> str:
         lines.append(f"{v!s:>14} | {r.final_val_loss:9.3f} | {r.min_val_loss:8.3f} | "
                      f"{'yes' if r.diverged else 'no'}")
     return "\n".join(lines)
+
+
+def plot_sweep(param: str, values, results: list[Result], log_x: bool = False, title: str = ""):
+    """Two panels: validation loss against tokens for each value, and the final loss per value.
+
+    Diverged runs are drawn dashed and marked with an ``x``. Returns the matplotlib figure.
+    """
+    import matplotlib.pyplot as plt  # lazy: only plotting needs matplotlib
+
+    fig, (curves, finals) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for v, r in zip(values, results):
+        h = r.history
+        curves.plot(h.tokens, h.val_loss, "--" if r.diverged else "-", marker=".",
+                    label=f"{param}={v}")
+    curves.set(xlabel="training tokens", ylabel="validation loss (nats per byte)",
+               title=title or f"validation loss, by {param}")
+    curves.legend(fontsize=8)
+    xs = list(range(len(values))) if not log_x else list(values)
+    finals.plot(xs, [r.final_val_loss for r in results], "o-")
+    for x, r in zip(xs, results):
+        if r.diverged:
+            finals.plot([x], [r.final_val_loss], "rx", markersize=10)
+    if log_x:
+        finals.set_xscale("log")
+    else:
+        finals.set_xticks(xs, [str(v) for v in values])
+    finals.set(xlabel=param, ylabel="final validation loss", title="at the end of the budget")
+    for ax in (curves, finals):  # a diverged run's huge losses would flatten everything else
+        bottom, top = ax.get_ylim()
+        ax.set_ylim(bottom, min(top, math.log(BYTE_VOCAB) + 0.5))
+    fig.tight_layout()
+    return fig
