@@ -136,3 +136,18 @@ def test_replace_routes_fields_and_validates(toy):
 
 def test_byte_ids_are_utf8_bytes():
     assert ex.byte_ids("Aé").tolist() == [65, 0xC3, 0xA9]
+
+
+def test_plot_sweep_caps_the_y_axis_for_diverged_runs(toy):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    values = [1e-2, 30.0]
+    results = ex.sweep(toy.replace(warmup_steps=0), "lr", values)
+    assert [r.diverged for r in results] == [False, True]
+    fig = ex.plot_sweep("lr", values, results, log_x=True)
+    curves, finals = fig.axes
+    assert len(curves.lines) == 2 and curves.lines[1].get_linestyle() == "--"
+    assert curves.get_ylim()[1] <= math.log(256) + 0.5 < results[1].final_val_loss
+    plt.close(fig)
