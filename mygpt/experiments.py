@@ -74,7 +74,7 @@ class ExperimentSpec:
 
     model: GPTConfig = GPTConfig(vocab_size=BYTE_VOCAB, context_length=64, n_embd=64, n_layer=2,
                                  n_head=4, dropout=0.0)
-    lr: float = 1e-2
+    lr: float = 1e-3
     min_lr_frac: float = 0.1
     warmup_steps: int = 10
     weight_decay: float = 0.1
