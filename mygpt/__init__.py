@@ -33,7 +33,9 @@ from .generate import generate, generate_text, next_token_probs, sample_next_tok
 from .checkpoint import load_model, save_model
 from .train import History, TrainConfig, evaluate, next_token_loss, perplexity, train
 from .pretrained import load_pretrained
+from .finetune import GPTClassifier, classify, load_classifier, save_classifier
 from .zoo import pretrained_history, small_pretrained
+from . import agent, instruct  # chapter 9: instruction fine-tuning and a small tool-using agent
 
 __version__ = "0.1.0"
 
@@ -51,5 +53,7 @@ __all__ = [
     "save_model", "load_model",
     "TrainConfig", "History", "train", "evaluate", "next_token_loss", "perplexity",
     "load_pretrained",
+    "GPTClassifier", "classify", "save_classifier", "load_classifier",
     "small_pretrained", "pretrained_history",
+    "instruct", "agent",
 ]

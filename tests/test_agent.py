@@ -1,0 +1,84 @@
+"""Tests of mygpt.agent: the safe calculator, tools, task generation, call parsing, the loop."""
+
+import pytest
+import torch
+
+import mygpt
+from mygpt import agent as A
+from mygpt import instruct as I
+from mygpt.tokenizer import EOT_ID
+
+
+def test_calculator_arithmetic():
+    assert A.calculator("17 + 25") == "42"
+    assert A.calculator("(2 + 3) * -4") == "-20"
+    assert A.calculator("7 / 2") == "3.5"
+    assert A.calculator("1 / 3") == "0.3333"
+
+
+@pytest.mark.parametrize("expr", ["__import__('os')", "2 ** 10", "abs(-1)", "x + 1", "'a' + 'b'",
+                                  "1 / 0", "2 +", "[1] * 3", "True + 1", "9" * 200])
+def test_calculator_refuses_everything_else(expr):
+    with pytest.raises(A.ToolError):
+        A.calculator(expr)
+
+
+def test_convert_and_lookup():
+    assert A.convert("3 km to m") == "3000"
+    assert A.convert("90 min to h") == "1.5"
+    with pytest.raises(A.ToolError):
+        A.convert("3 kg to m")
+    with pytest.raises(A.ToolError):
+        A.convert("three km to m")
+    assert A.lookup("launch") == A.EVENTS["launch"]
+    with pytest.raises(A.ToolError):
+        A.lookup("birthday")
+
+
+def test_parse_and_run_tool():
+    assert A.parse_call("CALL calculator(17 + 25)") == ("calculator", "17 + 25")
+    assert A.run_tool(*A.parse_call("CALL convert(2 kg to g)")) == "2000"
+    with pytest.raises(A.ToolError):
+        A.parse_call("A: 42")
+    with pytest.raises(A.ToolError):
+        A.run_tool("shell", "ls")
+    assert issubclass(A.ToolError, mygpt.MyGPTError)
+
+
+def test_tasks_are_deterministic_and_correct():
+    tasks = A.make_tasks(30, seed=5)
+    assert tasks == A.make_tasks(30, seed=5) and tasks != A.make_tasks(30, seed=6)
+    assert {t.tool for t in tasks} == set(A.TOOLS)
+    for t in tasks:
+        assert A.run_tool(t.tool, t.argument) == t.answer
+        lines = (t.prompt() + t.transcript()).split("\n")
+        assert lines[0] == f"Q: {t.question}" and lines[3] == f"A: {t.answer}"
+
+
+def _tiny_model():
+    torch.manual_seed(0)
+    return mygpt.GPT(mygpt.GPTConfig(vocab_size=EOT_ID + 1, context_length=64, n_embd=64,
+                                     n_layer=2, n_head=2, dropout=0.0))
+
+
+def test_generate_line_stops_at_newline():
+    model = _tiny_model().eval()
+    line = A.generate_line(model, "Q: hi\n", max_new_tokens=6, chunk=2)
+    assert "\n" not in line
+
+
+def test_agent_loop_after_training_on_one_task():
+    # A tiny model trained on one transcript learns to emit its call; the loop then really
+    # runs the tool and the model copies the result into its answer.
+    task = A.make_tasks(1, seed=3)[0]
+    model = _tiny_model()
+    loader = I.create_loader(A.task_pairs([task]), batch_size=1, mask_prompt=True)
+    untrained = A.run_agent(model.eval(), task.question)
+    assert untrained.answer != task.answer
+    mygpt.train(model, loader, cfg=mygpt.TrainConfig(max_steps=60, lr=3e-3, log=False))
+    model.eval()
+    result = A.run_agent(model, task.question)
+    assert result.tool_called
+    assert result.transcript == task.prompt() + task.transcript()
+    rate, results = A.success_rate(model, [task])
+    assert rate == 1.0 and results[0].answer == task.answer
