@@ -292,17 +292,21 @@ def plot_sweep(param: str, values, results: list[Result], log_x: bool = False, t
                title=title or f"validation loss, by {param}")
     curves.legend(fontsize=8)
     xs = list(range(len(values))) if not log_x else list(values)
-    finals.plot(xs, [r.final_val_loss for r in results], "o-")
+    # A diverged run's huge losses would flatten everything else: cap the y axis a little above
+    # the uniform guess (ln 256) and mark what lies beyond it with an x on the top edge.
+    losses = [v for r in results for v in r.history.val_loss if math.isfinite(v)]
+    top = min(max(losses, default=1.0), math.log(BYTE_VOCAB) + 0.5)
+    bottom = min(losses, default=0.0) - 0.05
+    finals.plot(xs, [min(r.final_val_loss, top) for r in results], "o-")
     for x, r in zip(xs, results):
         if r.diverged:
-            finals.plot([x], [r.final_val_loss], "rx", markersize=10)
+            finals.plot([x], [min(r.final_val_loss, top)], "rx", markersize=10, clip_on=False)
     if log_x:
         finals.set_xscale("log")
     else:
         finals.set_xticks(xs, [str(v) for v in values])
     finals.set(xlabel=param, ylabel="final validation loss", title="at the end of the budget")
-    for ax in (curves, finals):  # a diverged run's huge losses would flatten everything else
-        bottom, top = ax.get_ylim()
-        ax.set_ylim(bottom, min(top, math.log(BYTE_VOCAB) + 0.5))
+    for ax in (curves, finals):
+        ax.set_ylim(bottom, top + 0.05)
     fig.tight_layout()
     return fig
