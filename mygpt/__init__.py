@@ -36,6 +36,8 @@ from .pretrained import load_pretrained
 from .finetune import GPTClassifier, classify, load_classifier, save_classifier
 from .zoo import pretrained_history, small_pretrained
 from . import agent, instruct  # chapter 9: instruction fine-tuning and a small tool-using agent
+from . import experiments  # chapter 7: cached training sweeps
+from .experiments import ExperimentSpec, run_experiment, sweep
 
 __version__ = "0.1.0"
 
@@ -56,4 +58,5 @@ __all__ = [
     "GPTClassifier", "classify", "save_classifier", "load_classifier",
     "small_pretrained", "pretrained_history",
     "instruct", "agent",
+    "experiments", "ExperimentSpec", "run_experiment", "sweep",
 ]
