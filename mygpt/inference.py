@@ -44,21 +44,25 @@ def _onednn_ok(device: torch.device, dtype: torch.dtype) -> bool:
 
 
 class PackedLinear(nn.Module):
-    """``nn.Linear`` for CPU inference with its weight reordered once into oneDNN's layout.
+    """``nn.Linear`` for CPU inference with its weight also reordered once into oneDNN's layout.
 
+    The packed copy is used for inputs of several rows (batched decoding, prompts). A single fp32
+    row (decoding at batch 1) goes to the plain weight instead: the matrix library's
+    matrix-vector routine does not pack and was faster there. So the layer holds its weight twice.
     The packed weight is an opaque oneDNN tensor: the module cannot be copied, saved, moved to
     another device or trained; build it (with :func:`optimize_for_inference`) where it will run.
     """
 
     def __init__(self, linear: nn.Linear) -> None:
         super().__init__()
-        weight = linear.weight.detach()
         self.in_features, self.out_features = linear.in_features, linear.out_features
-        self.weight_bytes = weight.numel() * weight.element_size()  # the opaque tensor hides it
-        self.packed = torch.ops.mkldnn._reorder_linear_weight(weight)
-        self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().clone())
+        self.weight = linear.weight  # shared, not copied (e.g. with a tied token embedding)
+        self.bias = linear.bias
+        self.packed = torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.float32 and x.numel() == self.in_features:
+            return F.linear(x, self.weight, self.bias)
         return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
 
     def extra_repr(self) -> str:
@@ -165,8 +169,6 @@ def weight_bytes_per_token(model: nn.Module) -> int:
             total += numel * tensor.element_size()
 
     for module in model.modules():
-        if isinstance(module, PackedLinear):
-            total += module.weight_bytes
         if not isinstance(module, nn.Embedding):
             for t in [*module.parameters(recurse=False), *module.buffers(recurse=False)]:
                 add(t, t.numel())
