@@ -2,7 +2,8 @@
 
 Side by side in one interleaved run, per batch size: mygpt with its KV cache, ``transformers``'
 ``generate()`` on the same weights, and mygpt's copies from ``optimize_for_inference``: fp32
-with prepacked weights (same tokens), and fewer bytes per weight (bfloat16, int8 weight-only). Separately: mygpt without the cache (fewer tokens: it is slow), and the framework's
+with prepacked weights (same tokens), the same with an int8 output layer that keeps the exact
+largest logit (same greedy tokens), and fewer bytes per weight (bfloat16, int8 weight-only). Separately: mygpt without the cache (fewer tokens: it is slow), and the framework's
 own work per token, measured on a model so small that the arithmetic costs almost nothing.
 
 Tokens/s are compared with the memory-bandwidth limit: at batch 1 each new token reads every
@@ -125,6 +126,7 @@ def run(quick: bool = False, log=print) -> dict:
     fp32 = mygpt.GPT(mygpt.GPTConfig.from_name("gpt2")).eval()
     hf = hf_twin(fp32)
     models = {"mygpt fp32": fp32, "mygpt fp32 packed": optimize_for_inference(fp32, "fp32"),
+              "mygpt fp32 exact-max head": optimize_for_inference(fp32, "fp32", exact_max_head=True),
               "mygpt bf16": optimize_for_inference(fp32, "bf16"),
               "mygpt int8": optimize_for_inference(fp32, "int8")}
     weight_bytes = {name: weight_bytes_per_token(m) for name, m in models.items()}

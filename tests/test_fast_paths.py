@@ -11,8 +11,8 @@ from torch import nn
 
 from mygpt.errors import ConfigError
 from mygpt.generate import generate
-from mygpt.inference import (WEIGHT_FORMATS, Int8Linear, _INT8_KERNEL_WORKS, _int8_kernel_works,
-                             optimize_for_inference, weight_bytes_per_token)
+from mygpt.inference import (WEIGHT_FORMATS, ExactMaxLinear, Int8Linear, _INT8_KERNEL_WORKS,
+                             _int8_kernel_works, optimize_for_inference, weight_bytes_per_token)
 from mygpt.model import GPT
 
 
@@ -103,6 +103,30 @@ def test_int8_model_generates_from_the_same_logits_up_to_quantisation(model, tin
     assert torch.equal(generate(fast, idx, 6, use_cache=True), generate(fast, idx, 6, use_cache=False))
 
 
+def test_exact_max_head_keeps_the_largest_logit_and_greedy_tokens(model, tiny_cfg):
+    fast = optimize_for_inference(model, "fp32", exact_max_head=True)
+    head = fast.lm_head
+    assert isinstance(head, ExactMaxLinear)
+    torch.manual_seed(3)
+    for scale in (0.1, 1.0, 30.0):
+        x = torch.randn(5, tiny_cfg.n_embd) * scale
+        with torch.inference_mode():
+            exact = nn.functional.linear(x, model.lm_head.weight)
+            est = head.approx(x).float()
+            got = head(x)
+        # The error bound (before its safety factor of 2) holds for every estimate ...
+        bound = head.approx.scale[None, :] * x.abs().sum(-1, keepdim=True) * (0.5 + 127 / 2**9) + est.abs() / 2**8
+        assert ((est - exact).abs() <= bound).all()
+        # ... so the largest logit is exact and in the same place; the others are estimates.
+        assert torch.equal(got.argmax(-1), exact.argmax(-1))
+        torch.testing.assert_close(got.amax(-1), exact.amax(-1), atol=1e-5, rtol=1e-5)
+        assert ((got - exact).abs() <= 2 * bound).all()
+    prompts = [[1, 2, 3], [4, 5, 6, 7, 8, 9], [10]]
+    assert torch.equal(generate(fast, prompts, 40), generate(model, prompts, 40))
+    with pytest.raises(ConfigError, match="exact_max_head=True needs weights='fp32'"):
+        optimize_for_inference(model, "int8", exact_max_head=True)
+
+
 def test_weight_bytes_per_token_counts_what_a_decoding_step_reads(model, tiny_cfg):
     C, V, ctx = tiny_cfg.n_embd, tiny_cfg.vocab_size, tiny_cfg.context_length
     # All parameters in fp32, the tied output matrix once, the position table as one row.
@@ -117,6 +141,9 @@ def test_weight_bytes_per_token_counts_what_a_decoding_step_reads(model, tiny_cf
                 + fp32 - 4 * linear_weights  # everything else stays fp32
                 + 4 * C)  # the embedding's row is now read apart from the output layer's copy
     assert weight_bytes_per_token(int8) == expected
+    # The exact-max head reads its int8 copy and scales (and fp32 rows for a few candidates).
+    head = optimize_for_inference(model, "fp32", exact_max_head=True)
+    assert weight_bytes_per_token(head) == fp32 - 4 * V * C + V * C + 4 * V + 4 * C
 
 
 def test_unknown_weight_format_is_named(model):
