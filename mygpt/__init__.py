@@ -14,8 +14,10 @@ The few names a reader needs::
 
 Modules, by concept: ``config`` (GPTConfig), ``tokenizer`` (GPT-2's encoding via tiktoken),
 ``bpe`` (byte-level BPE from scratch), ``data`` (public files, datasets), ``attention``,
-``model``, ``generate``, ``train``, ``checkpoint``, ``pretrained`` (GPT-2 weights), ``device``,
-``errors``.
+``model``, ``generate``, ``train``, ``checkpoint``, ``pretrained`` (GPT-2 weights), ``zoo`` (a
+small pretrained model), ``inference`` (bf16/int8 decoding), ``metrics``, ``experiments``
+(cached sweeps), ``finetune`` (classification), ``instruct``, ``agent``, ``distributed``
+(torchrun/DDP), ``device``, ``errors``. ``python -m mygpt`` is the command line.
 """
 
 from .config import PRESETS, GPTConfig
@@ -29,14 +31,14 @@ from .data import (REGISTRY, TokenWindowDataset, create_dataloader, fetch, read_
                    train_val_split)
 from .attention import CausalSelfAttention, KVCache, attention_explicit, attention_fused
 from .model import GELU, GPT, Block, FeedForward, LayerNorm
-from .generate import generate, generate_text, next_token_probs, sample_next_token
+from .generate import (apply_temperature, generate, generate_text, next_token_probs,
+                       sample_next_token, top_k_filter, top_p_filter)
 from .checkpoint import load_model, save_model
 from .train import History, TrainConfig, evaluate, next_token_loss, perplexity, train
 from .pretrained import load_pretrained
 from .finetune import GPTClassifier, classify, load_classifier, save_classifier
 from .zoo import pretrained_history, small_pretrained
-from . import agent, instruct  # chapter 9: instruction fine-tuning and a small tool-using agent
-from . import experiments  # chapter 7: cached training sweeps
+from . import agent, experiments, instruct, metrics  # modules used by name (mygpt.agent.…)
 from .experiments import ExperimentSpec, run_experiment, sweep
 
 __version__ = "0.1.0"
@@ -52,11 +54,12 @@ __all__ = [
     "CausalSelfAttention", "KVCache", "attention_explicit", "attention_fused",
     "LayerNorm", "GELU", "FeedForward", "Block", "GPT",
     "generate", "generate_text", "next_token_probs", "sample_next_token",
+    "apply_temperature", "top_k_filter", "top_p_filter",
     "save_model", "load_model",
     "TrainConfig", "History", "train", "evaluate", "next_token_loss", "perplexity",
     "load_pretrained",
     "GPTClassifier", "classify", "save_classifier", "load_classifier",
     "small_pretrained", "pretrained_history",
-    "instruct", "agent",
+    "instruct", "agent", "metrics",
     "experiments", "ExperimentSpec", "run_experiment", "sweep",
 ]

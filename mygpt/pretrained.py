@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import warnings
 from pathlib import Path
 
 import torch
@@ -140,11 +141,14 @@ def _download(name: str, revision: str | None) -> tuple[Path, dict]:
             f"{name!r} is neither an existing path nor a known model. Valid names: "
             f"{sorted(repos)}; or pass a directory with model.safetensors, or a .safetensors file."
         )
-    # Imported here, not at the top: huggingface_hub's download code pulls in tqdm's notebook
-    # bars, which warn inside Jupyter when ipywidgets is missing; only downloads need it.
-    from huggingface_hub import constants as hub_constants
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
+    # Imported here, not at the top, and with tqdm's "IProgress not found" warning silenced:
+    # huggingface_hub's download code pulls in tqdm's notebook bars, which warn inside Jupyter
+    # when ipywidgets is missing. Only downloads need it.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="IProgress not found")
+        from huggingface_hub import constants as hub_constants
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import LocalEntryNotFoundError
 
     try:
         config = hf_hub_download(repos[name], "config.json", revision=revision)
