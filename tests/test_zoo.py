@@ -122,6 +122,7 @@ def test_changed_recipe_gets_a_new_key_and_is_trained(tiny_zoo, monkeypatch):
     dict(train=TrainConfig(max_steps=5, log=False)),
     dict(model=GPTConfig(vocab_size=50257, context_length=16, n_embd=16, n_layer=2, n_head=2)),
     dict(seed=124), dict(batch_size=3), dict(train_frac=0.8), dict(data="the-verdict"),
+    dict(threads=1),
 ])
 def test_every_part_of_the_recipe_is_in_the_key(tiny_zoo, change):
     base = tiny_recipe()
@@ -136,11 +137,18 @@ def test_two_fresh_trainings_give_identical_weights_and_history(tiny_zoo):
     assert history_a.step == [2, 4]
 
 
-def test_neither_path_changes_the_callers_random_state(tiny_zoo):
-    for _ in range(2):  # first trains, second loads
-        before = torch.get_rng_state()
-        mygpt.small_pretrained("tiny", verbose=False)
-        assert torch.equal(torch.get_rng_state(), before)
+def test_neither_path_changes_the_callers_random_state_or_threads(tiny_zoo, monkeypatch):
+    monkeypatch.setitem(zoo.ZOO, "tiny", dataclasses.replace(zoo.ZOO["tiny"], threads=1))
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(3)  # differs from the recipe's 1
+        for _ in range(2):  # first trains, second loads
+            before = torch.get_rng_state()
+            mygpt.small_pretrained("tiny", verbose=False)
+            assert torch.equal(torch.get_rng_state(), before)
+            assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(threads)
     assert len(tiny_zoo) == 1
 
 
