@@ -73,7 +73,10 @@ def run(quick: bool = False, log=print, compile: bool = False) -> dict:
     ours = mygpt.GPT(cfg)
     theirs = hf_twin(ours).train()
     copies = {}
-    for name in ("bf16", "compiled") if compile else ("bf16",):
+    # bf16 autocast is only worth timing where the CPU has bf16 arithmetic (AVX-512 BF16, AMX);
+    # elsewhere PyTorch emulates it and one step takes minutes (seen on an AVX2-only EPYC).
+    bf16 = torch.backends.cpu.get_cpu_capability() not in ("DEFAULT", "AVX2", "NO AVX")
+    for name in ("bf16", "compiled")[: 1 + compile] if bf16 else (("compiled",) if compile else ()):
         copies[name] = mygpt.GPT(cfg)
         copies[name].load_state_dict(ours.state_dict())
         copies[name].train()
@@ -85,9 +88,10 @@ def run(quick: bool = False, log=print, compile: bool = False) -> dict:
     steps = {
         "mygpt": make_step(ours, x, y, lambda m, x: m(x)),
         "transformers": make_step(theirs, x, y, lambda m, x: m(input_ids=x).logits),
-        "mygpt bf16 autocast": make_step(copies["bf16"], x, y, lambda m, x: m(x),
-                                         autocast=lambda: torch.autocast("cpu", dtype=torch.bfloat16)),
     }
+    if bf16:
+        steps["mygpt bf16 autocast"] = make_step(copies["bf16"], x, y, lambda m, x: m(x),
+                                                 autocast=lambda: torch.autocast("cpu", dtype=torch.bfloat16))
     if compile:
         steps["mygpt compiled"] = make_step(torch.compile(copies["compiled"]), x, y, lambda m, x: m(x))
     log("  first step of each (same weights, same batch: the losses must agree)"
@@ -118,6 +122,7 @@ def run(quick: bool = False, log=print, compile: bool = False) -> dict:
     log("  optimizer alone: fused vs foreach AdamW")
     optimizer = bench_optimizer(ours, repeats + 2)
     return {"model": "gpt2 (124M), random weights", "batch": batch, "seq_len": seq_len,
-            "repeats": repeats, "model_flops_per_step": flops_step, "params_in_matmuls": n_matmul,
+            "repeats": repeats, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "model_flops_per_step": flops_step, "params_in_matmuls": n_matmul,
             "fp32_matmul_flops_per_s": median(matmul_flops), "matmul_n": n, "rows": rows,
             "optimizer": optimizer}
