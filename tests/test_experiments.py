@@ -97,7 +97,8 @@ def test_nan_loss_is_recorded_as_diverged_not_raised(toy):
 
 def test_loss_worse_than_uniform_counts_as_diverged(toy):
     # A large learning rate that keeps the loss finite but ends worse than guessing among 256.
-    result = ex.run_experiment(toy.replace(lr=30.0, warmup_steps=0))
+    # (Far larger, e.g. 30, and the gradient norm overflows on some CPUs: that is the NaN path.)
+    result = ex.run_experiment(toy.replace(lr=3.0, warmup_steps=0))
     assert result.error == ""  # training ran to the end ...
     assert result.final_val_loss > math.log(256)  # ... but ended worse than uniform guessing
     assert result.diverged
