@@ -61,6 +61,8 @@ def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
     cumulative = torch.softmax(sorted_logits, dim=-1).cumsum(dim=-1)
     # Drop a token if the tokens before it already reach p; the most likely token always stays.
     drop_sorted = (cumulative - torch.softmax(sorted_logits, dim=-1)) >= p
+    # Explicitly, not by the comparison: a p below float32's range rounds to 0, and 0 >= 0.
+    drop_sorted[..., 0] = False
     drop = drop_sorted.scatter(-1, order, drop_sorted)
     return logits.masked_fill(drop, float("-inf"))
 

@@ -106,3 +106,12 @@ def test_prompt_errors_and_truncation(model):
     with pytest.warns(UserWarning, match="truncated"):
         out = generate(model, too_long, 3, truncate=True)
     assert out.shape == (1, 31 + 3)
+
+
+def test_top_p_far_below_float32_range_keeps_the_most_likely_token():
+    # Found by tests/test_fuzz.py: p = 2.9e-246 became 0.0 in float32 and dropped every token.
+    logits = torch.tensor([[0.23, 0.08, -0.07, 0.05]])
+    filtered = top_p_filter(logits, 2.886448588532823e-246)
+    assert torch.isfinite(filtered).sum() == 1 and torch.isfinite(filtered[0, 0])
+    assert sample_next_token(logits, 1.0, None, 2.886448588532823e-246,
+                             torch.Generator().manual_seed(0)).item() == 0
