@@ -34,7 +34,7 @@ from .model import GELU, GPT, Block, FeedForward, LayerNorm
 from .generate import (apply_temperature, generate, generate_text, next_token_probs,
                        sample_next_token, top_k_filter, top_p_filter)
 from .checkpoint import load_model, save_model
-from .train import History, TrainConfig, evaluate, next_token_loss, perplexity, train
+from .train import History, TrainConfig, batch_loss, evaluate, next_token_loss, perplexity, train
 from .pretrained import load_pretrained
 from .finetune import GPTClassifier, classify, load_classifier, save_classifier
 from .zoo import pretrained_history, small_pretrained
@@ -56,7 +56,7 @@ __all__ = [
     "generate", "generate_text", "next_token_probs", "sample_next_token",
     "apply_temperature", "top_k_filter", "top_p_filter",
     "save_model", "load_model",
-    "TrainConfig", "History", "train", "evaluate", "next_token_loss", "perplexity",
+    "TrainConfig", "History", "train", "evaluate", "next_token_loss", "batch_loss", "perplexity",
     "load_pretrained",
     "GPTClassifier", "classify", "save_classifier", "load_classifier",
     "small_pretrained", "pretrained_history",

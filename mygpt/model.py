@@ -112,6 +112,7 @@ class GPT(nn.Module):
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
         last_only: bool = False,
+        logits_at: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Compute next-token logits.
 
@@ -123,6 +124,9 @@ class GPT(nn.Module):
             position_ids: ``[B, T]`` positions of ``idx``; default: counted after the cache.
             last_only: return logits for the last position only (``[B, 1, vocab]``), which is
                 all generation needs and skips most of the costly output layer.
+            logits_at: boolean ``[B, T]``: return logits only at the ``True`` positions, as
+                ``[N, vocab]`` in row-major order (``N`` = number of ``True``). Fine-tuning uses it
+                to skip the output layer at positions without a training target.
         """
         B, T = idx.shape
         past = kv_cache.pos if kv_cache is not None else 0
@@ -142,6 +146,11 @@ class GPT(nn.Module):
             kv_cache.advance(T)
         if last_only:
             x = x[:, -1:, :]
+        elif logits_at is not None:
+            if logits_at.shape != (B, T) or logits_at.dtype != torch.bool:
+                raise ValueError(f"logits_at must be a boolean tensor of shape {(B, T)}, got "
+                                 f"{logits_at.dtype} {tuple(logits_at.shape)}.")
+            x = x[logits_at]
         return self.lm_head(self.ln_f(x))
 
     @staticmethod

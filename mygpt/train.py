@@ -25,6 +25,7 @@ from .checkpoint import atomic_write, load_model_state, read_weights, save_model
 from .errors import CheckpointError, ConfigError, TrainingError
 from .device import progress
 from .distributed import barrier, get_world_size, is_main_process, mean_across_ranks
+from .model import GPT
 
 
 def next_token_loss(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:
@@ -33,6 +34,19 @@ def next_token_loss(logits: torch.Tensor, targets: torch.Tensor, ignore_index: i
     Target positions equal to ``ignore_index`` (e.g. padding) do not count.
     """
     return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=ignore_index)
+
+
+def batch_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:
+    """``next_token_loss(model(x), y)``, with the output layer computed only where ``y`` has a target.
+
+    Fine-tuning batches mask most positions (padding, and prompts with ``mask_prompt``); for a
+    :class:`~mygpt.model.GPT` those positions then skip the 50,257-way output layer, its largest
+    cost. Same value as the plain form (tested); batches without a masked target take the plain one.
+    """
+    keep = y != ignore_index
+    if keep.all() or not isinstance(_unwrap(model), GPT):
+        return next_token_loss(model(x), y, ignore_index)
+    return F.cross_entropy(model(x, logits_at=keep).float(), y[keep])
 
 
 def perplexity(loss: float) -> float:
@@ -54,7 +68,7 @@ def evaluate(model: nn.Module, loader, device=None, max_batches: int | None = No
     for i, (x, y) in enumerate(loader):
         if max_batches is not None and i >= max_batches:
             break
-        total += next_token_loss(model(x.to(device)), y.to(device)).item()
+        total += batch_loss(model, x.to(device), y.to(device)).item()
         n += 1
     model.train(was_training)
     if n == 0:
@@ -294,7 +308,7 @@ def train(
                 group["lr"] = lr
             x, y = x.to(device), y.to(device)
             with autocast():
-                loss = next_token_loss(model(x), y)
+                loss = batch_loss(model, x, y)
             # Distributed: the mean over ranks, so that all log it and all stop together on NaN.
             mean_loss = mean_across_ranks(loss.detach())
             if not torch.isfinite(mean_loss):

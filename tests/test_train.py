@@ -10,8 +10,8 @@ from torch.utils.data import DataLoader, TensorDataset
 from mygpt.checkpoint import load_model, save_model
 from mygpt.errors import CheckpointError, ConfigError, TrainingError
 from mygpt.model import GPT
-from mygpt.train import (TrainConfig, configure_optimizer, evaluate, latest_checkpoint, lr_at,
-                         next_token_loss, train)
+from mygpt.train import (TrainConfig, batch_loss, configure_optimizer, evaluate, latest_checkpoint,
+                         lr_at, next_token_loss, train)
 
 
 def loaders(vocab, n=64, T=16, seed=0):
@@ -33,6 +33,37 @@ def test_loss_ignores_padding_targets():
     targets = torch.tensor([[1, -100, 2]])
     expected = torch.nn.functional.cross_entropy(logits[0, [0, 2]], torch.tensor([1, 2]))
     torch.testing.assert_close(next_token_loss(logits, targets), expected)
+
+
+def test_batch_loss_skipping_masked_positions_equals_the_plain_loss(tiny_cfg):
+    """The fast path (output layer only where a target is) gives the plain loss and gradients."""
+    torch.manual_seed(0)
+    model = GPT(tiny_cfg)
+    x = torch.randint(0, tiny_cfg.vocab_size, (3, 12))
+    y = torch.randint(0, tiny_cfg.vocab_size, (3, 12))
+    y[0, :7] = -100   # a masked prompt
+    y[1, 9:] = -100   # padding
+    plain = next_token_loss(model(x), y)
+    plain.backward()
+    plain_grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    fast = batch_loss(model, x, y)
+    fast.backward()
+    torch.testing.assert_close(fast, plain)
+    for g, p in zip(plain_grads, model.parameters()):
+        torch.testing.assert_close(p.grad, g)
+    logits = model(x, logits_at=y != -100)
+    assert logits.shape == ((y != -100).sum().item(), tiny_cfg.vocab_size)
+    torch.testing.assert_close(logits, model(x)[y != -100])
+
+
+def test_logits_at_must_be_a_boolean_mask_of_the_input_shape(tiny_cfg):
+    model = GPT(tiny_cfg)
+    x = torch.zeros(2, 5, dtype=torch.long)
+    with pytest.raises(ValueError, match="logits_at must be a boolean tensor of shape"):
+        model(x, logits_at=torch.ones(2, 4, dtype=torch.bool))
+    with pytest.raises(ValueError, match="boolean"):
+        model(x, logits_at=torch.ones(2, 5, dtype=torch.long))
 
 
 def test_weight_decay_only_on_matrices(tiny_cfg):
