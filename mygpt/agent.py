@@ -3,13 +3,14 @@
 A transcript looks like this (one line each, then ``<|endoftext|>``)::
 
     Q: what is 17 + 25?
-    CALL calculator(17 + 25)
+    CALL calculator( 17 + 25)
     RESULT 42
     A: 42
 
 The model writes the ``CALL`` line; :func:`run_agent` stops it at the end of that line, runs the
 tool itself (:func:`run_tool`), appends the ``RESULT`` line, and lets the model write the answer.
-Tasks are generated in code (:func:`make_tasks`) so that every answer can be checked.
+Tasks are generated in code (:func:`make_tasks`) so that every answer can be checked; in
+training (:func:`create_task_loader`) only the lines the model writes are targets.
 """
 
 from __future__ import annotations
@@ -22,8 +23,11 @@ from dataclasses import dataclass
 
 import torch
 
-from .errors import MyGPTError
+from torch.utils.data import DataLoader
+
+from .errors import DataError, MyGPTError
 from .generate import generate
+from .instruct import collate
 from .model import GPT
 from .tokenizer import EOT_ID, decode, encode
 
@@ -142,9 +146,28 @@ class Task:
         """What the model is given: ``"Q: <question>\\n"``."""
         return f"Q: {self.question}\n"
 
+    def call(self) -> str:
+        """The correct ``CALL`` line, e.g. ``"CALL calculator( 17 + 25)"``.
+
+        The space after the bracket is deliberate: GPT-2's tokenizer gives ``" 17"`` and ``"17"``
+        different ids, and with the space every number of the call is the very token of the
+        question, which the model can copy instead of translating it.
+        """
+        return f"CALL {self.tool}( {self.argument})"
+
+    def segments(self) -> list[tuple[str, bool]]:
+        """The training text in parts, each with whether the model is trained to write it.
+
+        The question is given and the ``RESULT`` line is written by the tool, so neither is a
+        target; asking the model to predict a tool's result (say, 47 * 86) would spend its
+        capacity on what the tool is there to do.
+        """
+        return [(self.prompt(), False), (self.call() + "\n", True),
+                (f"RESULT {self.answer}\n", False), (f"A: {self.answer}", True)]
+
     def transcript(self) -> str:
         """The whole correct transcript after the prompt (CALL, RESULT and answer lines)."""
-        return f"CALL {self.tool}({self.argument})\nRESULT {self.answer}\nA: {self.answer}"
+        return "".join(text for text, _ in self.segments()[1:])
 
 
 def _arithmetic(rng: random.Random) -> Task:
@@ -173,9 +196,29 @@ def make_tasks(n: int, seed: int = 0) -> list[Task]:
     return [makers[i % 3](rng) for i in range(n)]
 
 
-def task_pairs(tasks: list[Task]) -> list[tuple[str, str]]:
-    """``(prompt, transcript)`` pairs for :class:`mygpt.instruct.PromptResponseDataset`."""
-    return [(t.prompt(), t.transcript()) for t in tasks]
+def task_item(task: Task) -> tuple[list[int], list[bool]]:
+    """``(token ids, target flags)`` of a task's text, the item :func:`mygpt.instruct.collate` takes.
+
+    Each segment ends at a line break, which GPT-2's tokenizer always splits from what follows,
+    so encoding the segments one by one gives the ids of the whole text (tested).
+    """
+    ids: list[int] = []
+    flags: list[bool] = []
+    for text, target in task.segments():
+        part = encode(text)
+        ids += part
+        flags += [target] * len(part)
+    return ids, flags
+
+
+def create_task_loader(tasks: list[Task], batch_size: int = 4, shuffle: bool = True,
+                       seed: int = 123) -> DataLoader:
+    """A :class:`~torch.utils.data.DataLoader` of collated task batches (seeded when shuffled)."""
+    if not tasks:
+        raise DataError("create_task_loader got no tasks.")
+    items = [task_item(t) for t in tasks]
+    return DataLoader(items, batch_size=batch_size, shuffle=shuffle, collate_fn=collate,
+                      generator=torch.Generator().manual_seed(seed) if shuffle else None)
 
 
 # --- the loop -------------------------------------------------------------------------------------

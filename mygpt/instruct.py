@@ -89,7 +89,7 @@ def instruction_pairs(records: Sequence[dict]) -> list[tuple[str, str]]:
     return [(format_prompt(r), r["output"]) for r in records]
 
 
-def collate(batch: Sequence[tuple[list[int], int]], pad_id: int = EOT_ID,
+def collate(batch: Sequence[tuple[list[int], int | Sequence[bool]]], pad_id: int = EOT_ID,
             ignore_index: int = IGNORE_INDEX, max_length: int | None = None,
             mask_prompt: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Pad a batch of ``(ids, prompt_len)`` items into inputs ``x`` and targets ``y``, ``[B, T]``.
@@ -99,22 +99,33 @@ def collate(batch: Sequence[tuple[list[int], int]], pad_id: int = EOT_ID,
     are padding become ``ignore_index`` (the first end-of-text stays a real target), and with
     ``mask_prompt`` so do the targets inside the prompt. ``max_length`` truncates inputs to that
     many tokens (keeping the start).
+
+    An item may give, instead of a prompt length, one flag per token of ``ids``: only tokens
+    flagged ``True`` (and the appended end-of-text) are targets, whatever ``mask_prompt`` says.
+    The agent's transcripts use it to leave out the lines a tool writes (:mod:`mygpt.agent`).
     """
     if not batch:
         raise DataError("collate got an empty batch.")
     seqs = [list(ids) + [EOT_ID] for ids, _ in batch]
     width = max(len(s) for s in seqs)
     xs, ys = [], []
-    for (ids, prompt_len), seq in zip(batch, seqs):
+    for (ids, given), seq in zip(batch, seqs):
         real = len(seq)  # tokens that are not padding (including the one end-of-text)
         seq = seq + [pad_id] * (width - real)
         x = torch.tensor(seq[:-1])
         y = torch.tensor(seq[1:])
         # y[i] is token i+1: real targets are y[:real-1]; the rest is padding.
         y[real - 1:] = ignore_index
-        if mask_prompt:
-            # Targets y[0 .. prompt_len-2] are prompt tokens 1 .. prompt_len-1.
-            y[:max(prompt_len - 1, 0)] = ignore_index
+        if isinstance(given, int):
+            if mask_prompt:
+                # Targets y[0 .. prompt_len-2] are prompt tokens 1 .. prompt_len-1.
+                y[:max(given - 1, 0)] = ignore_index
+        else:
+            if len(given) != len(ids):
+                raise DataError(f"An item has {len(ids)} tokens but {len(given)} target flags.")
+            # y[i] is token i+1, so it counts if token i+1 is flagged; the end-of-text always counts.
+            counts = torch.tensor([bool(f) for f in given[1:]] + [True])
+            y[:real - 1][~counts] = ignore_index
         xs.append(x)
         ys.append(y)
     x, y = torch.stack(xs), torch.stack(ys)

@@ -55,6 +55,32 @@ def test_tasks_are_deterministic_and_correct():
         assert lines[0] == f"Q: {t.question}" and lines[3] == f"A: {t.answer}"
 
 
+def test_call_numbers_are_the_question_tokens():
+    # The space after the bracket makes " 17" in the call the same token as in the question.
+    task = A.Task("what is 17 + 25?", "calculator", "17 + 25", "42")
+    assert task.call() == "CALL calculator( 17 + 25)"
+    assert A.run_tool(*A.parse_call(task.call())) == "42"
+    question, call = set(mygpt.encode(task.prompt())), mygpt.encode(task.call())
+    assert {mygpt.encode(" 17")[0], mygpt.encode(" 25")[0]} <= question & set(call)
+
+
+def test_task_items_encode_the_whole_text_and_flag_only_what_the_model_writes():
+    for task in A.make_tasks(60, seed=7):
+        ids, flags = A.task_item(task)
+        assert ids == mygpt.encode(task.prompt() + task.transcript())
+        targets = mygpt.decode([i for i, f in zip(ids, flags) if f])
+        assert targets == f"{task.call()}\nA: {task.answer}"  # not the question, not RESULT
+
+
+def test_task_loader_masks_question_and_result_lines():
+    task = A.make_tasks(1, seed=3)[0]
+    x, y = next(iter(A.create_task_loader([task], batch_size=1, shuffle=False)))
+    kept = y[0][y[0] != I.IGNORE_INDEX].tolist()
+    assert mygpt.decode(kept[:-1]) == f"{task.call()}\nA: {task.answer}" and kept[-1] == EOT_ID
+    with pytest.raises(mygpt.DataError):
+        A.create_task_loader([])
+
+
 def _tiny_model():
     torch.manual_seed(0)
     return mygpt.GPT(mygpt.GPTConfig(vocab_size=EOT_ID + 1, context_length=64, n_embd=64,
@@ -72,7 +98,7 @@ def test_agent_loop_after_training_on_one_task():
     # runs the tool and the model copies the result into its answer.
     task = A.make_tasks(1, seed=3)[0]
     model = _tiny_model()
-    loader = I.create_loader(A.task_pairs([task]), batch_size=1, mask_prompt=True)
+    loader = A.create_task_loader([task], batch_size=1)
     untrained = A.run_agent(model.eval(), task.question)
     assert untrained.answer != task.answer
     mygpt.train(model, loader, cfg=mygpt.TrainConfig(max_steps=60, lr=3e-3, log=False))

@@ -49,6 +49,18 @@ def test_collate_pads_appends_eot_and_masks():
     assert xt.shape == (2, 3) and torch.equal(yt, y[:, :3])
 
 
+def test_collate_with_target_flags_keeps_only_flagged_tokens():
+    # Tokens 3 and 4 are not targets (say, a tool's output); the appended end-of-text is.
+    x, y = I.collate([([1, 2, 3, 4, 5], [False, True, False, False, True]), ([7, 8], [False, True])])
+    assert y[0].tolist() == [2, -100, -100, 5, EOT_ID]
+    assert y[1].tolist() == [8, EOT_ID, -100, -100, -100]
+    # flags override mask_prompt, which is about prompt lengths
+    assert torch.equal(I.collate([([1, 2, 3], [True, True, True])], mask_prompt=True)[1],
+                       torch.tensor([[2, 3, EOT_ID]]))
+    with pytest.raises(mygpt.DataError, match="2 target flags"):
+        I.collate([([1, 2, 3], [True, False])])
+
+
 def test_collate_loss_ignores_masked_targets():
     torch.manual_seed(0)
     x, y = I.collate([([1, 2, 3, 4], 2), ([5, 6], 1)])
