@@ -72,9 +72,20 @@ def quality_table(res: dict) -> str:
 
 def book_table(res: dict) -> str:
     """The book: seconds per chapter and in total, against the total budget."""
-    rows = [[r["chapter"], f"{r['seconds']:.0f}", r["error"] or "ok"] for r in res["rows"]]
-    rows.append(["total", f"{res['total_seconds']:.0f}", f"budget {res['total_budget_seconds']:.0f} s"])
-    return table(["chapter", "seconds", "status"], rows)
+    def status(r: dict) -> str:
+        if r["error"]:
+            return r["error"]
+        budget = r.get("budget_seconds")
+        if budget is None:
+            return "ok (no budget)"
+        return "ok" if r["seconds"] <= budget else "OVER BUDGET"
+
+    rows = [[r["chapter"], f"{r['seconds']:.0f}", "" if r.get("budget_seconds") is None
+             else f"{r['budget_seconds']}", status(r)] for r in res["rows"]]
+    total_ok = res["total_seconds"] <= res["total_budget_seconds"]
+    rows.append(["total", f"{res['total_seconds']:.0f}", f"{res['total_budget_seconds']:.0f}",
+                 "ok" if total_ok else "OVER BUDGET"])
+    return table(["chapter", "seconds", "budget", "status"], rows)
 
 
 def plot_decode(res: dict, ax=None):
@@ -143,8 +154,13 @@ def plot_book(res: dict, ax=None):
 
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 3.2))
-    ax.barh([r["chapter"] for r in res["rows"]], [r["seconds"] for r in res["rows"]])
+    names = [r["chapter"] for r in res["rows"]]
+    ax.barh(names, [r["seconds"] for r in res["rows"]], label="measured")
+    budgets = [(i, r["budget_seconds"]) for i, r in enumerate(res["rows"]) if r.get("budget_seconds")]
+    ax.scatter([b for _, b in budgets], [i for i, _ in budgets], marker="|", s=200, color="black",
+               zorder=3, label="budget")
     ax.invert_yaxis()
+    ax.legend(fontsize=8, loc="lower right")
     ax.set_xlabel("seconds")
     ax.set_title(f"Execution time per chapter (total {res['total_seconds'] / 60:.1f} of "
                  f"{res['total_budget_seconds'] / 60:.0f} min budget)")
