@@ -37,6 +37,7 @@ from typing import Literal
 import regex  # not `re`: GPT-2's pattern needs Unicode classes (\p{L} letters, \p{N} numbers)
 
 from .errors import DataError, TokenizerError
+from .tokenizer import _check_text  # one input check for both tokenizers
 
 Pair = tuple[int, int]
 Merge = tuple[Pair, int]  # ((left id, right id), id of the new token)
@@ -146,22 +147,6 @@ def apply_merges(ids: Sequence[int], ranks: Mapping[Pair, int], merged_ids: Mapp
             break  # no pair left that training ever merged
         ids = merge_pair(ids, pair, merged_ids[pair])
     return ids
-
-
-def _check_text(text: object, what: str) -> str:
-    """Return ``text`` if it is a ``str`` with UTF-8 bytes, else raise :class:`TokenizerError`."""
-    if not isinstance(text, str):
-        hint = " Decode bytes first: data.decode('utf-8')." if isinstance(text, (bytes, bytearray)) else ""
-        raise TokenizerError(f"{what} expects text (a str), got {type(text).__name__}: {text!r:.60}.{hint}")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise TokenizerError(
-            f"{what} got a string with a lone surrogate {text[exc.start]!r} at index {exc.start}: "
-            "it is not valid Unicode text and has no UTF-8 bytes, so byte-level BPE cannot "
-            "represent it. Clean the text first, e.g. text.encode('utf-8', 'replace').decode('utf-8')."
-        ) from None
-    return text
 
 
 def _special_splitter(specials: Iterable[str]) -> regex.Pattern:
