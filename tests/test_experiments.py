@@ -4,7 +4,6 @@ Every test runs a TINY spec (one block, 16 wide, a handful of steps on a short t
 here) through the real training path, with a private cache directory.
 """
 
-import hashlib
 import math
 
 import pytest
@@ -13,7 +12,6 @@ import torch
 import mygpt  # noqa: F401  (imported first, like the other tests: reads the environment once)
 from mygpt import experiments as ex
 from mygpt.config import GPTConfig
-from mygpt.data import REGISTRY, DataFile
 from mygpt.errors import ConfigError
 
 TOY_TEXT = "".join(
@@ -23,16 +21,9 @@ TOY_TEXT = "".join(
 
 
 @pytest.fixture
-def toy(tmp_path, monkeypatch) -> ex.ExperimentSpec:
+def toy(private_data) -> ex.ExperimentSpec:
     """A private cache, the toy text as a registered data file, and a tiny spec on it."""
-    data = tmp_path / "data"
-    data.mkdir()
-    (data / "exp-toy.txt").write_text(TOY_TEXT, encoding="utf-8")
-    digest = hashlib.sha256(TOY_TEXT.encode()).hexdigest()
-    monkeypatch.setitem(REGISTRY, "exp-toy", DataFile("exp-toy", "http://invalid.example/t.txt",
-                                                      digest, "exp-toy.txt"))
-    monkeypatch.setenv("MYGPT_DATA_DIR", str(data))
-    monkeypatch.setenv("MYGPT_CACHE_DIR", str(tmp_path / "cache"))
+    private_data("exp-toy", TOY_TEXT)
     return ex.ExperimentSpec(
         model=GPTConfig(vocab_size=256, context_length=16, n_embd=16, n_layer=1, n_head=2),
         lr=1e-2, warmup_steps=1, token_budget=6 * 64, tokens_per_step=64, eval_points=3,

@@ -5,7 +5,6 @@ here), so the real training path runs in well under a second.
 """
 
 import dataclasses
-import hashlib
 
 import pytest
 import torch
@@ -14,7 +13,6 @@ import mygpt  # imported first: the tokenizer module reads MYGPT_DATA_DIR once, 
 from mygpt import zoo
 from mygpt.checkpoint import model_state
 from mygpt.config import GPTConfig
-from mygpt.data import REGISTRY, DataFile
 from mygpt.errors import CheckpointError, ConfigError
 from mygpt.train import TrainConfig
 
@@ -37,19 +35,12 @@ def tiny_recipe(**train_changes) -> zoo.Recipe:
 
 
 @pytest.fixture
-def tiny_zoo(tmp_path, monkeypatch):
+def tiny_zoo(private_data, monkeypatch):
     """A private cache, the toy text registered as a data file, and 'tiny' in the zoo.
 
     Returns a list that records every recipe actually trained (the real training still runs).
     """
-    data = tmp_path / "data"
-    data.mkdir()
-    (data / "zoo-toy.txt").write_text(TOY_TEXT, encoding="utf-8")
-    digest = hashlib.sha256(TOY_TEXT.encode()).hexdigest()
-    monkeypatch.setitem(REGISTRY, "zoo-toy", DataFile("zoo-toy", "http://invalid.example/toy.txt",
-                                                      digest, "zoo-toy.txt"))
-    monkeypatch.setenv("MYGPT_DATA_DIR", str(data))
-    monkeypatch.setenv("MYGPT_CACHE_DIR", str(tmp_path / "cache"))
+    private_data("zoo-toy", TOY_TEXT)
     monkeypatch.setitem(zoo.ZOO, "tiny", tiny_recipe())
     trained = []
     real_train_recipe = zoo.train_recipe
