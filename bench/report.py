@@ -70,15 +70,28 @@ def quality_table(res: dict) -> str:
     return f"{res['text']}, {res['windows']} x {res['window_tokens']} tokens\n" + "\n".join(out)
 
 
+def within_budget(row: dict) -> bool | None:
+    """Whether a chapter ran without error within its budget; ``None`` if it has no budget."""
+    if row.get("budget_seconds") is None:
+        return None
+    return not row["error"] and row["seconds"] <= row["budget_seconds"]
+
+
+def book_summary(res: dict) -> dict:
+    """How many chapters with a budget kept it, out of how many, and whether the whole book did."""
+    verdicts = [v for v in map(within_budget, res["rows"]) if v is not None]
+    within = sum(verdicts)
+    return {"within": within, "budgeted": len(verdicts),
+            "ok": within == len(verdicts) and res["total_seconds"] <= res["total_budget_seconds"]}
+
+
 def book_table(res: dict) -> str:
-    """The book: seconds per chapter and in total, against the total budget."""
+    """The book: seconds per chapter and in total, against each budget and the total one."""
     def status(r: dict) -> str:
+        verdict = within_budget(r)
         if r["error"]:
             return r["error"]
-        budget = r.get("budget_seconds")
-        if budget is None:
-            return "ok (no budget)"
-        return "ok" if r["seconds"] <= budget else "OVER BUDGET"
+        return "ok (no budget)" if verdict is None else "ok" if verdict else "OVER BUDGET"
 
     rows = [[r["chapter"], f"{r['seconds']:.0f}", "" if r.get("budget_seconds") is None
              else f"{r['budget_seconds']}", status(r)] for r in res["rows"]]

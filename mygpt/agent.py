@@ -22,12 +22,11 @@ import re
 from dataclasses import dataclass
 
 import torch
-
 from torch.utils.data import DataLoader
 
 from .errors import DataError, MyGPTError
 from .generate import generate
-from .instruct import collate
+from .instruct import item_loader
 from .model import GPT
 from .tokenizer import EOT_ID, decode, encode
 
@@ -213,12 +212,10 @@ def task_item(task: Task) -> tuple[list[int], list[bool]]:
 
 def create_task_loader(tasks: list[Task], batch_size: int = 4, shuffle: bool = True,
                        seed: int = 123) -> DataLoader:
-    """A :class:`~torch.utils.data.DataLoader` of collated task batches (seeded when shuffled)."""
+    """:func:`mygpt.instruct.item_loader` over the tasks' :func:`task_item` items."""
     if not tasks:
         raise DataError("create_task_loader got no tasks.")
-    items = [task_item(t) for t in tasks]
-    return DataLoader(items, batch_size=batch_size, shuffle=shuffle, collate_fn=collate,
-                      generator=torch.Generator().manual_seed(seed) if shuffle else None)
+    return item_loader([task_item(t) for t in tasks], batch_size, shuffle, seed)
 
 
 # --- the loop -------------------------------------------------------------------------------------

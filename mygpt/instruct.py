@@ -134,17 +134,24 @@ def collate(batch: Sequence[tuple[list[int], int | Sequence[bool]]], pad_id: int
     return x, y
 
 
+def item_loader(items: Sequence, batch_size: int = 8, shuffle: bool = True, seed: int = 123,
+                drop_last: bool = False, **collate_options) -> DataLoader:
+    """A :class:`~torch.utils.data.DataLoader` of :func:`collate`-d batches of ready ``items``.
+
+    Shuffled loaders carry a seeded generator, as :func:`mygpt.train` needs for replayable order.
+    ``collate_options`` (``max_length``, ``mask_prompt``) go to :func:`collate`.
+    """
+    return DataLoader(items, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
+                      generator=torch.Generator().manual_seed(seed) if shuffle else None,
+                      collate_fn=lambda b: collate(b, **collate_options))
+
+
 def create_loader(pairs: Sequence[tuple[str, str]], batch_size: int = 8, shuffle: bool = True,
                   max_length: int | None = None, mask_prompt: bool = False, seed: int = 123,
                   drop_last: bool = False) -> DataLoader:
-    """A :class:`~torch.utils.data.DataLoader` of :func:`collate`-d batches of ``pairs``.
-
-    Shuffled loaders carry a seeded generator, as :func:`mygpt.train` needs for replayable order.
-    """
-    dataset = PromptResponseDataset(pairs)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
-                      generator=torch.Generator().manual_seed(seed) if shuffle else None,
-                      collate_fn=lambda b: collate(b, max_length=max_length, mask_prompt=mask_prompt))
+    """:func:`item_loader` over the ``(prompt, response)`` ``pairs``, tokenized."""
+    return item_loader(PromptResponseDataset(pairs), batch_size, shuffle, seed, drop_last,
+                       max_length=max_length, mask_prompt=mask_prompt)
 
 
 def generate_responses(model: GPT, prompts: Sequence[str], max_new_tokens: int = 48,
