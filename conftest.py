@@ -10,3 +10,8 @@ import os
 
 os.environ.setdefault("TQDM_DISABLE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+# The README's offline block sets relative paths (MYGPT_DATA_DIR=../shared/data), meant relative
+# to the repository root, but nbval starts each chapter's kernel in book/. Importing mygpt.paths
+# rewrites them as absolute paths here, once, and the kernels inherit those.
+import mygpt.paths  # noqa: E402,F401

@@ -7,21 +7,21 @@ bad input. The from-scratch version of the same algorithm lives in :mod:`mygpt.b
 
 Offline use: tiktoken downloads its two GPT-2 files on first use and caches them in
 ``TIKTOKEN_CACHE_DIR``. If ``MYGPT_DATA_DIR`` is set, ``TIKTOKEN_CACHE_DIR`` is not, and
-``$MYGPT_DATA_DIR/tiktoken-cache`` exists, importing this module points tiktoken there, so that one
-variable is enough to work without a network.
+``$MYGPT_DATA_DIR/tiktoken-cache`` exists, importing this module points tiktoken there (see
+:mod:`mygpt.paths`), so that one variable is enough to work without a network.
 """
 
 from __future__ import annotations
 
 import functools
 import numbers
-import os
 from collections.abc import Collection, Sequence
 from typing import Literal
 
 import tiktoken
 import torch
 
+from . import paths  # noqa: F401  (resolves MYGPT_DATA_DIR and TIKTOKEN_CACHE_DIR before tiktoken reads them)
 from .errors import DataError, TokenizerError
 
 EOT = "<|endoftext|>"
@@ -34,16 +34,6 @@ VOCAB_SIZE = 50257
 """Number of ids in GPT-2's vocabulary: 256 bytes + 50,000 merges + ``<|endoftext|>``."""
 
 
-def _point_tiktoken_at_local_cache() -> None:
-    """Let ``MYGPT_DATA_DIR`` alone make tiktoken work offline (see the module docstring)."""
-    data_dir = os.environ.get("MYGPT_DATA_DIR")
-    if data_dir and not os.environ.get("TIKTOKEN_CACHE_DIR"):
-        cache = os.path.join(data_dir, "tiktoken-cache")
-        if os.path.isdir(cache):
-            os.environ["TIKTOKEN_CACHE_DIR"] = cache
-
-
-_point_tiktoken_at_local_cache()
 
 
 @functools.lru_cache(maxsize=None)
