@@ -22,10 +22,15 @@ TOTAL_BUDGET_S = 22 * 60
 
 #: Each chapter's budget in seconds, as its issue set it (the appendices have none).
 CHAPTER_BUDGET_S = {
-    "01-tokenization": 90, "02-attention": 90, "03-gpt-model": 90,
-    "04-pretraining": 180, "05-gpt2-weights": 90,
-    "06-sampling": 120, "07-architecture-experiments": 240,
-    "08-classification": 180, "09-instructions-agent": 240,
+    "01-tokenization": 90,
+    "02-attention": 90,
+    "03-gpt-model": 90,
+    "04-pretraining": 180,
+    "05-gpt2-weights": 90,
+    "06-sampling": 120,
+    "07-architecture-experiments": 240,
+    "08-classification": 180,
+    "09-instructions-agent": 240,
 }
 
 #: What CI sets so that the stored outputs and a fresh run agree (set here if missing).
@@ -53,8 +58,12 @@ def time_notebook(path: Path, timeout: int = 1800) -> dict:
     from nbclient import NotebookClient
 
     nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                            resources={"metadata": {"path": str(path.parent)}})
+    client = NotebookClient(
+        nb,
+        timeout=timeout,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(path.parent)}},
+    )
     start = now()
     error = None
     try:
@@ -65,14 +74,36 @@ def time_notebook(path: Path, timeout: int = 1800) -> dict:
     cells = []
     for i, cell in enumerate(nb.cells):
         timing = cell.get("metadata", {}).get("execution", {})
-        if cell.cell_type == "code" and "iopub.execute_input" in timing and "shell.execute_reply" in timing:
-            code_lines = [l for l in cell.source.splitlines() if l.strip() and not l.lstrip().startswith("#")]
-            first_line = code_lines[0][:70] if code_lines else ""  # the first line that is not a comment
-            cells.append({"cell": i, "seconds": _seconds(timing["iopub.execute_input"], timing["shell.execute_reply"]),
-                          "first_line": first_line})
+        if (
+            cell.cell_type == "code"
+            and "iopub.execute_input" in timing
+            and "shell.execute_reply" in timing
+        ):
+            code_lines = [
+                line
+                for line in cell.source.splitlines()
+                if line.strip() and not line.lstrip().startswith("#")
+            ]
+            first_line = (
+                code_lines[0][:70] if code_lines else ""
+            )  # the first line that is not a comment
+            cells.append(
+                {
+                    "cell": i,
+                    "seconds": _seconds(
+                        timing["iopub.execute_input"], timing["shell.execute_reply"]
+                    ),
+                    "first_line": first_line,
+                }
+            )
     cells.sort(key=lambda c: -c["seconds"])
-    return {"chapter": path.stem, "seconds": seconds, "budget_seconds": CHAPTER_BUDGET_S.get(path.stem),
-            "error": error, "slowest_cells": cells[:3]}
+    return {
+        "chapter": path.stem,
+        "seconds": seconds,
+        "budget_seconds": CHAPTER_BUDGET_S.get(path.stem),
+        "error": error,
+        "slowest_cells": cells[:3],
+    }
 
 
 def run(chapters: list[str] | None = None, log=print) -> dict:
@@ -81,13 +112,32 @@ def run(chapters: list[str] | None = None, log=print) -> dict:
         os.environ.setdefault(key, value)
     if not os.environ.get("MYGPT_DATA_DIR"):
         log("  note: MYGPT_DATA_DIR is not set; chapters will download their data")
-    paths = chapters_in_toc() if not chapters else [ROOT / "book" / f"{Path(c).stem}.ipynb" for c in chapters]
+    paths = (
+        chapters_in_toc()
+        if not chapters
+        else [ROOT / "book" / f"{Path(c).stem}.ipynb" for c in chapters]
+    )
     rows = []
     for path in paths:
         log(f"  {path.stem} ...")
         rows.append(time_notebook(path))
-        log(f"  {path.stem}: {rows[-1]['seconds']:.0f} s" + (f" (FAILED: {rows[-1]['error']})" if rows[-1]["error"] else ""))
+        log(
+            f"  {path.stem}: {rows[-1]['seconds']:.0f} s"
+            + (f" (FAILED: {rows[-1]['error']})" if rows[-1]["error"] else "")
+        )
     total = sum(r["seconds"] for r in rows)
-    return {"rows": rows, "total_seconds": total, "total_budget_seconds": TOTAL_BUDGET_S,
-            "env": {k: os.environ.get(k) for k in ("MYGPT_DATA_DIR", "TIKTOKEN_CACHE_DIR", "HF_HUB_OFFLINE",
-                                                    "MYGPT_CACHE_DIR", *QUIET_ENV)}}
+    return {
+        "rows": rows,
+        "total_seconds": total,
+        "total_budget_seconds": TOTAL_BUDGET_S,
+        "env": {
+            k: os.environ.get(k)
+            for k in (
+                "MYGPT_DATA_DIR",
+                "TIKTOKEN_CACHE_DIR",
+                "HF_HUB_OFFLINE",
+                "MYGPT_CACHE_DIR",
+                *QUIET_ENV,
+            )
+        },
+    }

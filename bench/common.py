@@ -13,7 +13,7 @@ import os
 import platform
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -30,7 +30,9 @@ def time_call(fn: Callable[[], object]) -> float:
     return now() - start
 
 
-def interleaved(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 1) -> dict[str, list[float]]:
+def interleaved(
+    fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 1
+) -> dict[str, list[float]]:
     """Time every function ``repeats`` times, taking turns, the starting one rotating each round.
 
     ``warmup`` untimed rounds go first (first calls pay for allocation and kernel choice).
@@ -43,7 +45,7 @@ def interleaved(fns: dict[str, Callable[[], object]], repeats: int, warmup: int 
             fns[name]()
     times: dict[str, list[float]] = {name: [] for name in names}
     for r in range(repeats):
-        order = names[r % len(names):] + names[:r % len(names)]
+        order = names[r % len(names) :] + names[: r % len(names)]
         for name in order:
             times[name].append(time_call(fns[name]))
     return times
@@ -118,11 +120,17 @@ def measure_bandwidth(nbytes: int = 2**28, repeats: int = 7) -> dict:
     return result
 
 
-def measure_matmul_peak(n: int = 2048, repeats: int = 7, dtype: torch.dtype = torch.float32) -> dict:
+def measure_matmul_peak(
+    n: int = 2048, repeats: int = 7, dtype: torch.dtype = torch.float32
+) -> dict:
     """Achieved FLOP/s of square ``n x n`` matrix products (``2 n^3`` flops each): the peak that
     training's large matrix products can hope for on this machine."""
     a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     times = interleaved({"mm": lambda: a @ b}, repeats)["mm"]
     flops = 2 * n**3
-    return {"flops_per_s": flops / median(times), "best_flops_per_s": flops / min(times), "n": n,
-            "dtype": str(dtype).removeprefix("torch.")}
+    return {
+        "flops_per_s": flops / median(times),
+        "best_flops_per_s": flops / min(times),
+        "n": n,
+        "dtype": str(dtype).removeprefix("torch."),
+    }

@@ -14,7 +14,6 @@ implementation can reach at that precision.
 from __future__ import annotations
 
 import torch
-
 from common import interleaved, measure_bandwidth, median, paired_ratio
 
 import mygpt
@@ -28,10 +27,21 @@ def hf_twin(model: mygpt.GPT):
     from mygpt.pretrained import hub_to_ours
 
     cfg = model.config
-    hf_cfg = GPT2Config(vocab_size=cfg.vocab_size, n_positions=cfg.context_length, n_embd=cfg.n_embd,
-                        n_layer=cfg.n_layer, n_head=cfg.n_head, layer_norm_epsilon=cfg.ln_eps,
-                        activation_function="gelu_new", resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
-                        tie_word_embeddings=cfg.tie_weights, bos_token_id=None, eos_token_id=None)
+    hf_cfg = GPT2Config(
+        vocab_size=cfg.vocab_size,
+        n_positions=cfg.context_length,
+        n_embd=cfg.n_embd,
+        n_layer=cfg.n_layer,
+        n_head=cfg.n_head,
+        layer_norm_epsilon=cfg.ln_eps,
+        activation_function="gelu_new",
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        tie_word_embeddings=cfg.tie_weights,
+        bos_token_id=None,
+        eos_token_id=None,
+    )
     hf = GPT2LMHeadModel(hf_cfg)
     ours = model.state_dict()
     state = {}
@@ -50,8 +60,15 @@ def hf_twin(model: mygpt.GPT):
 def hf_generate(hf, idx: torch.Tensor, new_tokens: int) -> torch.Tensor:
     """Greedy decoding with ``transformers``: exactly ``new_tokens`` tokens (no stop token)."""
     with torch.inference_mode():
-        return hf.generate(idx, attention_mask=torch.ones_like(idx), max_new_tokens=new_tokens,
-                           min_new_tokens=new_tokens, do_sample=False, pad_token_id=0, eos_token_id=None)
+        return hf.generate(
+            idx,
+            attention_mask=torch.ones_like(idx),
+            max_new_tokens=new_tokens,
+            min_new_tokens=new_tokens,
+            do_sample=False,
+            pad_token_id=0,
+            eos_token_id=None,
+        )
 
 
 def prompts(batch: int, length: int = 8, vocab: int = 50257, seed: int = 1) -> torch.Tensor:
@@ -67,9 +84,12 @@ def bench_batch(models: dict, hf, batch: int, new_tokens: int, repeats: int) -> 
     def variant(name: str, fn):
         def call(n: int = new_tokens):
             outputs[name] = fn(n)  # the last timed call's tokens are the ones compared
+
         return call
 
-    fns = {name: variant(name, lambda n, m=m: mygpt.generate(m, idx, n)) for name, m in models.items()}
+    fns = {
+        name: variant(name, lambda n, m=m: mygpt.generate(m, idx, n)) for name, m in models.items()
+    }
     fns["transformers"] = variant("transformers", lambda n: hf_generate(hf, idx, n))
     for fn in fns.values():
         fn(8)  # warm-up: first calls pay for memory allocation and kernel choice
@@ -78,28 +98,41 @@ def bench_batch(models: dict, hf, batch: int, new_tokens: int, repeats: int) -> 
     rows = []
     for name in fns:
         out = outputs[name]
-        new = out[:, idx.size(1):]
-        rows.append({
-            "batch": batch, "variant": name, "new_tokens": new_tokens,
-            "tokens_per_s": batch * new_tokens / median(times[name]),
-            "speedup_vs_transformers": paired_ratio(times["transformers"], times[name]),
-            "token_agreement_vs_fp32": float((new == reference[:, idx.size(1):]).float().mean()),
-            "identical_to_fp32": bool(torch.equal(out, reference)),
-            "seconds": times[name],
-        })
+        new = out[:, idx.size(1) :]
+        rows.append(
+            {
+                "batch": batch,
+                "variant": name,
+                "new_tokens": new_tokens,
+                "tokens_per_s": batch * new_tokens / median(times[name]),
+                "speedup_vs_transformers": paired_ratio(times["transformers"], times[name]),
+                "token_agreement_vs_fp32": float(
+                    (new == reference[:, idx.size(1) :]).float().mean()
+                ),
+                "identical_to_fp32": bool(torch.equal(out, reference)),
+                "seconds": times[name],
+            }
+        )
     return rows
 
 
 def bench_no_cache(model: mygpt.GPT, new_tokens: int, repeats: int) -> dict:
     """KV cache vs recomputing the whole sequence at every step, batch 1."""
     idx = prompts(1)
-    fns = {"cache": lambda: mygpt.generate(model, idx, new_tokens),
-           "no cache": lambda: mygpt.generate(model, idx, new_tokens, use_cache=False)}
+    fns = {
+        "cache": lambda: mygpt.generate(model, idx, new_tokens),
+        "no cache": lambda: mygpt.generate(model, idx, new_tokens, use_cache=False),
+    }
     same = torch.equal(fns["cache"](), fns["no cache"]())
     times = interleaved(fns, repeats, warmup=0)
-    return {"batch": 1, "new_tokens": new_tokens, "identical": same,
-            "tokens_per_s": {k: new_tokens / median(v) for k, v in times.items()},
-            "speedup_of_cache": paired_ratio(times["no cache"], times["cache"]), "seconds": times}
+    return {
+        "batch": 1,
+        "new_tokens": new_tokens,
+        "identical": same,
+        "tokens_per_s": {k: new_tokens / median(v) for k, v in times.items()},
+        "speedup_of_cache": paired_ratio(times["no cache"], times["cache"]),
+        "seconds": times,
+    }
 
 
 def bench_overhead(new_tokens: int, repeats: int) -> dict:
@@ -110,12 +143,18 @@ def bench_overhead(new_tokens: int, repeats: int) -> dict:
     model = mygpt.GPT(cfg).eval()
     hf = hf_twin(model)
     idx = prompts(1, vocab=cfg.vocab_size)
-    fns = {"mygpt": lambda: mygpt.generate(model, idx, new_tokens),
-           "transformers": lambda: hf_generate(hf, idx, new_tokens)}
+    fns = {
+        "mygpt": lambda: mygpt.generate(model, idx, new_tokens),
+        "transformers": lambda: hf_generate(hf, idx, new_tokens),
+    }
     same = torch.equal(fns["mygpt"](), fns["transformers"]())
     times = interleaved(fns, repeats, warmup=1)
-    return {"config": cfg.to_dict(), "new_tokens": new_tokens, "identical": same,
-            "ms_per_token": {k: 1e3 * median(v) / new_tokens for k, v in times.items()}}
+    return {
+        "config": cfg.to_dict(),
+        "new_tokens": new_tokens,
+        "identical": same,
+        "ms_per_token": {k: 1e3 * median(v) / new_tokens for k, v in times.items()},
+    }
 
 
 def run(quick: bool = False, log=print) -> dict:
@@ -125,10 +164,13 @@ def run(quick: bool = False, log=print) -> dict:
     torch.manual_seed(0)
     fp32 = mygpt.GPT(mygpt.GPTConfig.from_name("gpt2")).eval()
     hf = hf_twin(fp32)
-    models = {"mygpt fp32": fp32, "mygpt fp32 packed": optimize_for_inference(fp32, "fp32"),
-              "mygpt fp32 exact-max head": optimize_for_inference(fp32, "fp32", exact_max_head=True),
-              "mygpt bf16": optimize_for_inference(fp32, "bf16"),
-              "mygpt int8": optimize_for_inference(fp32, "int8")}
+    models = {
+        "mygpt fp32": fp32,
+        "mygpt fp32 packed": optimize_for_inference(fp32, "fp32"),
+        "mygpt fp32 exact-max head": optimize_for_inference(fp32, "fp32", exact_max_head=True),
+        "mygpt bf16": optimize_for_inference(fp32, "bf16"),
+        "mygpt int8": optimize_for_inference(fp32, "int8"),
+    }
     weight_bytes = {name: weight_bytes_per_token(m) for name, m in models.items()}
     weight_bytes["transformers"] = weight_bytes["mygpt fp32"]
 
@@ -141,12 +183,23 @@ def run(quick: bool = False, log=print) -> dict:
     for row in rows:
         row["weight_bytes_per_step"] = weight_bytes[row["variant"]]
         # At the measured bandwidth, one step (one token per row) cannot take less than this.
-        row["bandwidth_limit_tokens_per_s"] = row["batch"] * bandwidth["best"] / row["weight_bytes_per_step"]
-        row["fraction_of_bandwidth_limit"] = row["tokens_per_s"] / row["bandwidth_limit_tokens_per_s"]
+        row["bandwidth_limit_tokens_per_s"] = (
+            row["batch"] * bandwidth["best"] / row["weight_bytes_per_step"]
+        )
+        row["fraction_of_bandwidth_limit"] = (
+            row["tokens_per_s"] / row["bandwidth_limit_tokens_per_s"]
+        )
     log("  KV cache vs recomputation, batch 1")
     no_cache = bench_no_cache(fp32, 20 if quick else 50, repeats)
     log("  work per token on a tiny 12-layer model")
     overhead = bench_overhead(50 if quick else 200, repeats + 2)
-    return {"model": "gpt2 (124M), random weights", "prompt_tokens": 8, "new_tokens": new_tokens,
-            "repeats": repeats, "bandwidth_bytes_per_s": bandwidth, "rows": rows,
-            "no_cache": no_cache, "overhead": overhead}
+    return {
+        "model": "gpt2 (124M), random weights",
+        "prompt_tokens": 8,
+        "new_tokens": new_tokens,
+        "repeats": repeats,
+        "bandwidth_bytes_per_s": bandwidth,
+        "rows": rows,
+        "no_cache": no_cache,
+        "overhead": overhead,
+    }

@@ -28,7 +28,9 @@ def windows(n: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
     _, val_text = train_val_split(read_text("tinyshakespeare"), 0.9)
     ids = torch.tensor(encode_ordinary(val_text)[: n * length + 1])
     if ids.numel() < n * length + 1:
-        raise ValueError(f"the held-out text has only {ids.numel()} tokens, fewer than {n} windows of {length}")
+        raise ValueError(
+            f"the held-out text has only {ids.numel()} tokens, fewer than {n} windows of {length}"
+        )
     return ids[:-1].view(n, length), ids[1:].view(n, length)
 
 
@@ -43,8 +45,15 @@ def compare(model: mygpt.GPT, x: torch.Tensor, y: torch.Tensor) -> list[dict]:
         logp = F.log_softmax(logits, dim=-1)
         loss = F.cross_entropy(logits.flatten(0, 1), y.flatten()).item()
         kl = (ref_logp.exp() * (ref_logp - logp)).sum(-1).mean().item()
-        rows.append({"weights": weights, "loss": loss, "perplexity": math.exp(loss), "kl_from_fp32": kl,
-                     "top1_agreement": (logits.argmax(-1) == ref.argmax(-1)).float().mean().item()})
+        rows.append(
+            {
+                "weights": weights,
+                "loss": loss,
+                "perplexity": math.exp(loss),
+                "kl_from_fp32": kl,
+                "top1_agreement": (logits.argmax(-1) == ref.argmax(-1)).float().mean().item(),
+            }
+        )
     return rows
 
 
@@ -52,7 +61,11 @@ def run(quick: bool = False, log=print) -> dict:
     """The quality measurement; returns a JSON-able dict."""
     n, length = (2, 256) if quick else (8, 256)
     x, y = windows(n, length)
-    result = {"text": "Tiny Shakespeare, last 10% (held out)", "windows": n, "window_tokens": length}
+    result = {
+        "text": "Tiny Shakespeare, last 10% (held out)",
+        "windows": n,
+        "window_tokens": length,
+    }
     try:
         from mygpt.zoo import small_pretrained
     except ImportError:

@@ -10,7 +10,9 @@ GB = 1e9
 
 
 def _fmt_row(cells, widths) -> str:
-    return "  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+    return "  ".join(
+        str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(cells, widths))
+    )
 
 
 def table(header: list[str], rows: list[list]) -> str:
@@ -22,51 +24,113 @@ def table(header: list[str], rows: list[list]) -> str:
 
 def decode_table(res: dict) -> str:
     """Decoding: tokens/s, speed-up over transformers, same tokens?, share of the bandwidth limit."""
-    rows = [[f"batch {r['batch']}: {r['variant']}", f"{r['tokens_per_s']:.1f}", f"{r['speedup_vs_transformers']:.2f}x",
-             "yes" if r["identical_to_fp32"] else f"{r['token_agreement_vs_fp32']:.0%}",
-             f"{r['weight_bytes_per_step'] / 1e6:.0f}", f"{r['bandwidth_limit_tokens_per_s']:.1f}",
-             f"{r['fraction_of_bandwidth_limit']:.0%}"] for r in res["rows"]]
+    rows = [
+        [
+            f"batch {r['batch']}: {r['variant']}",
+            f"{r['tokens_per_s']:.1f}",
+            f"{r['speedup_vs_transformers']:.2f}x",
+            "yes" if r["identical_to_fp32"] else f"{r['token_agreement_vs_fp32']:.0%}",
+            f"{r['weight_bytes_per_step'] / 1e6:.0f}",
+            f"{r['bandwidth_limit_tokens_per_s']:.1f}",
+            f"{r['fraction_of_bandwidth_limit']:.0%}",
+        ]
+        for r in res["rows"]
+    ]
     nc = res["no_cache"]
     bw = res["bandwidth_bytes_per_s"]["best"]
-    return (table(["decoding, greedy", "tokens/s", "vs transformers", "same tokens as fp32", "weight MB/step",
-                   "bandwidth limit", "of limit"], rows)
-            + f"\nmeasured bandwidth (GEMV over {res['bandwidth_bytes_per_s']['buffer_bytes'] / 1e6:.0f} MB): "
-              f"{bw / GB:.1f} GB/s"
-            + f"\nKV cache vs recomputing, batch 1, {nc['new_tokens']} tokens: {nc['speedup_of_cache']:.2f}x faster "
-              f"({nc['tokens_per_s']['cache']:.1f} vs {nc['tokens_per_s']['no cache']:.1f} tokens/s), "
-              f"same tokens: {'yes' if nc['identical'] else 'NO'}"
-            + "\nwork per token, tiny 12-layer model: "
-            + ", ".join(f"{k} {v:.2f} ms" for k, v in res["overhead"]["ms_per_token"].items()))
+    return (
+        table(
+            [
+                "decoding, greedy",
+                "tokens/s",
+                "vs transformers",
+                "same tokens as fp32",
+                "weight MB/step",
+                "bandwidth limit",
+                "of limit",
+            ],
+            rows,
+        )
+        + f"\nmeasured bandwidth (GEMV over {res['bandwidth_bytes_per_s']['buffer_bytes'] / 1e6:.0f} MB): "
+        f"{bw / GB:.1f} GB/s"
+        + f"\nKV cache vs recomputing, batch 1, {nc['new_tokens']} tokens: {nc['speedup_of_cache']:.2f}x faster "
+        f"({nc['tokens_per_s']['cache']:.1f} vs {nc['tokens_per_s']['no cache']:.1f} tokens/s), "
+        f"same tokens: {'yes' if nc['identical'] else 'NO'}"
+        + "\nwork per token, tiny 12-layer model: "
+        + ", ".join(f"{k} {v:.2f} ms" for k, v in res["overhead"]["ms_per_token"].items())
+    )
 
 
 def train_table(res: dict) -> str:
     """Training: seconds per optimizer step, speed-up, model FLOP/s and share of the matmul peak."""
-    rows = [[r["variant"], f"{r['seconds_per_step']:.2f}", f"{r['tokens_per_s']:.0f}",
-             f"{r['speedup_vs_transformers']:.2f}x", f"{r['model_flops_per_s'] / 1e9:.0f}",
-             f"{r['fraction_of_fp32_matmul_peak']:.0%}", f"{r['first_loss']:.4f}"] for r in res["rows"]]
+    rows = [
+        [
+            r["variant"],
+            f"{r['seconds_per_step']:.2f}",
+            f"{r['tokens_per_s']:.0f}",
+            f"{r['speedup_vs_transformers']:.2f}x",
+            f"{r['model_flops_per_s'] / 1e9:.0f}",
+            f"{r['fraction_of_fp32_matmul_peak']:.0%}",
+            f"{r['first_loss']:.4f}",
+        ]
+        for r in res["rows"]
+    ]
     opt = res["optimizer"]
-    return (table([f"training step, batch {res['batch']} x {res['seq_len']}", "s/step", "tokens/s", "vs transformers",
-                   "model GFLOP/s", "of fp32 matmul peak", "first loss"], rows)
-            + f"\nfp32 matmul peak ({res['matmul_n']}^3): {res['fp32_matmul_flops_per_s'] / 1e9:.0f} GFLOP/s"
-            + f"\nAdamW step alone: fused {opt['seconds']['fused'] * 1e3:.0f} ms, foreach "
-              f"{opt['seconds']['foreach'] * 1e3:.0f} ms ({opt['speedup_of_fused']:.2f}x)")
+    return (
+        table(
+            [
+                f"training step, batch {res['batch']} x {res['seq_len']}",
+                "s/step",
+                "tokens/s",
+                "vs transformers",
+                "model GFLOP/s",
+                "of fp32 matmul peak",
+                "first loss",
+            ],
+            rows,
+        )
+        + f"\nfp32 matmul peak ({res['matmul_n']}^3): {res['fp32_matmul_flops_per_s'] / 1e9:.0f} GFLOP/s"
+        + f"\nAdamW step alone: fused {opt['seconds']['fused'] * 1e3:.0f} ms, foreach "
+        f"{opt['seconds']['foreach'] * 1e3:.0f} ms ({opt['speedup_of_fused']:.2f}x)"
+    )
 
 
 def tokenizer_table(res: dict) -> str:
     """Tokenizer: tokens/s of each variant per text, and how many times slower than tiktoken."""
-    rows = [[f"{r['text']}: {r['variant']}", f"{r['tokens_per_s'] / 1e3:.0f}", f"{r['times_slower_than_tiktoken']:.1f}x",
-             "yes" if r["identical_ids"] else "NO"] for r in res["rows"]]
+    rows = [
+        [
+            f"{r['text']}: {r['variant']}",
+            f"{r['tokens_per_s'] / 1e3:.0f}",
+            f"{r['times_slower_than_tiktoken']:.1f}x",
+            "yes" if r["identical_ids"] else "NO",
+        ]
+        for r in res["rows"]
+    ]
     return table(["tokenizer", "k tokens/s", "slower than tiktoken", "same ids"], rows)
 
 
 def quality_table(res: dict) -> str:
     """Quality: perplexity, KL divergence from fp32 and top-1 agreement per weight format."""
     out = []
-    for key, title in (("small_model", "book's small model"), ("random_124m", "124M, random weights")):
+    for key, title in (
+        ("small_model", "book's small model"),
+        ("random_124m", "124M, random weights"),
+    ):
         if key in res:
-            rows = [[r["weights"], f"{r['perplexity']:.3f}", f"{r['kl_from_fp32']:.2e}", f"{r['top1_agreement']:.1%}"]
-                    for r in res[key]["rows"]]
-            out.append(table([f"{title}: weights", "perplexity", "KL from fp32 (nats)", "same top-1"], rows))
+            rows = [
+                [
+                    r["weights"],
+                    f"{r['perplexity']:.3f}",
+                    f"{r['kl_from_fp32']:.2e}",
+                    f"{r['top1_agreement']:.1%}",
+                ]
+                for r in res[key]["rows"]
+            ]
+            out.append(
+                table(
+                    [f"{title}: weights", "perplexity", "KL from fp32 (nats)", "same top-1"], rows
+                )
+            )
     return f"{res['text']}, {res['windows']} x {res['window_tokens']} tokens\n" + "\n".join(out)
 
 
@@ -81,23 +145,40 @@ def book_summary(res: dict) -> dict:
     """How many chapters with a budget kept it, out of how many, and whether the whole book did."""
     verdicts = [v for v in map(within_budget, res["rows"]) if v is not None]
     within = sum(verdicts)
-    return {"within": within, "budgeted": len(verdicts),
-            "ok": within == len(verdicts) and res["total_seconds"] <= res["total_budget_seconds"]}
+    return {
+        "within": within,
+        "budgeted": len(verdicts),
+        "ok": within == len(verdicts) and res["total_seconds"] <= res["total_budget_seconds"],
+    }
 
 
 def book_table(res: dict) -> str:
     """The book: seconds per chapter and in total, against each budget and the total one."""
+
     def status(r: dict) -> str:
         verdict = within_budget(r)
         if r["error"]:
             return r["error"]
         return "ok (no budget)" if verdict is None else "ok" if verdict else "OVER BUDGET"
 
-    rows = [[r["chapter"], f"{r['seconds']:.0f}", "" if r.get("budget_seconds") is None
-             else f"{r['budget_seconds']}", status(r)] for r in res["rows"]]
+    rows = [
+        [
+            r["chapter"],
+            f"{r['seconds']:.0f}",
+            "" if r.get("budget_seconds") is None else f"{r['budget_seconds']}",
+            status(r),
+        ]
+        for r in res["rows"]
+    ]
     total_ok = res["total_seconds"] <= res["total_budget_seconds"]
-    rows.append(["total", f"{res['total_seconds']:.0f}", f"{res['total_budget_seconds']:.0f}",
-                 "ok" if total_ok else "OVER BUDGET"])
+    rows.append(
+        [
+            "total",
+            f"{res['total_seconds']:.0f}",
+            f"{res['total_budget_seconds']:.0f}",
+            "ok" if total_ok else "OVER BUDGET",
+        ]
+    )
     return table(["chapter", "seconds", "budget", "status"], rows)
 
 
@@ -111,11 +192,20 @@ def plot_decode(res: dict, ax=None):
     batches = sorted({r["batch"] for r in res["rows"]})
     width = 0.8 / len(variants)
     for j, variant in enumerate(variants):
-        rows = [next(r for r in res["rows"] if r["batch"] == b and r["variant"] == variant) for b in batches]
+        rows = [
+            next(r for r in res["rows"] if r["batch"] == b and r["variant"] == variant)
+            for b in batches
+        ]
         xs = [i + (j - (len(variants) - 1) / 2) * width for i in range(len(batches))]
         bars = ax.bar(xs, [r["tokens_per_s"] for r in rows], width, label=variant)
-        ax.scatter(xs, [r["bandwidth_limit_tokens_per_s"] for r in rows], marker="_", s=300,
-                   color=bars.patches[0].get_facecolor(), zorder=3)
+        ax.scatter(
+            xs,
+            [r["bandwidth_limit_tokens_per_s"] for r in rows],
+            marker="_",
+            s=300,
+            color=bars.patches[0].get_facecolor(),
+            zorder=3,
+        )
     ax.set_xticks(range(len(batches)), [f"batch {b}" for b in batches])
     ax.set_yscale("log")
     ax.set_ylabel("tokens / s (log scale)")
@@ -151,8 +241,11 @@ def plot_tokenizer(res: dict, ax=None):
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 3.2))
     labels = [f"{r['text']}\n{r['variant']}" for r in res["rows"]]
-    ax.barh(range(len(labels)), [r["tokens_per_s"] for r in res["rows"]],
-            color=["C1" if r["variant"] == "tiktoken" else "C0" for r in res["rows"]])
+    ax.barh(
+        range(len(labels)),
+        [r["tokens_per_s"] for r in res["rows"]],
+        color=["C1" if r["variant"] == "tiktoken" else "C0" for r in res["rows"]],
+    )
     ax.set_yticks(range(len(labels)), labels, fontsize=7)
     ax.set_xscale("log")
     ax.invert_yaxis()
@@ -169,16 +262,33 @@ def plot_book(res: dict, ax=None):
         _, ax = plt.subplots(figsize=(7, 3.2))
     names = [r["chapter"] for r in res["rows"]]
     ax.barh(names, [r["seconds"] for r in res["rows"]], label="measured")
-    budgets = [(i, r["budget_seconds"]) for i, r in enumerate(res["rows"]) if r.get("budget_seconds")]
-    ax.scatter([b for _, b in budgets], [i for i, _ in budgets], marker="|", s=200, color="black",
-               zorder=3, label="budget")
+    budgets = [
+        (i, r["budget_seconds"]) for i, r in enumerate(res["rows"]) if r.get("budget_seconds")
+    ]
+    ax.scatter(
+        [b for _, b in budgets],
+        [i for i, _ in budgets],
+        marker="|",
+        s=200,
+        color="black",
+        zorder=3,
+        label="budget",
+    )
     ax.invert_yaxis()
     ax.legend(fontsize=8, loc="lower right")
     ax.set_xlabel("seconds")
-    ax.set_title(f"Execution time per chapter (total {res['total_seconds'] / 60:.1f} of "
-                 f"{res['total_budget_seconds'] / 60:.0f} min budget)")
+    ax.set_title(
+        f"Execution time per chapter (total {res['total_seconds'] / 60:.1f} of "
+        f"{res['total_budget_seconds'] / 60:.0f} min budget)"
+    )
     return ax
 
 
-TABLES = {"decode": decode_table, "quality": quality_table, "train": train_table, "tokenizer": tokenizer_table, "book": book_table}
+TABLES = {
+    "decode": decode_table,
+    "quality": quality_table,
+    "train": train_table,
+    "tokenizer": tokenizer_table,
+    "book": book_table,
+}
 PLOTS = {"decode": plot_decode, "train": plot_train, "tokenizer": plot_tokenizer, "book": plot_book}

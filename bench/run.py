@@ -24,9 +24,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # the sibling modules
 sys.path.insert(0, str(HERE.parent))  # mygpt, when it is not installed
 
-import torch  # noqa: E402
-
 import report  # noqa: E402
+import torch  # noqa: E402
 from common import machine_info  # noqa: E402
 
 SECTIONS = ("decode", "quality", "train", "tokenizer", "book")
@@ -37,18 +36,23 @@ def run_section(name: str, args) -> dict:
     log = lambda msg: print(msg, flush=True)  # noqa: E731
     if name == "decode":
         import decode
+
         return decode.run(args.quick, log)
     if name == "quality":
         import quality
+
         return quality.run(args.quick, log)
     if name == "train":
         import train_step
+
         return train_step.run(args.quick, log, compile=args.compile)
     if name == "tokenizer":
         import tokenizer
+
         return tokenizer.run(args.quick, log)
     if name == "book":
         import book
+
         return book.run(args.chapters, log)
     raise ValueError(name)
 
@@ -70,14 +74,25 @@ def save_plot(name: str, result: dict, out: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer tokens and rounds (about 4 minutes)")
+    parser.add_argument(
+        "--quick", action="store_true", help="fewer tokens and rounds (about 4 minutes)"
+    )
     parser.add_argument("--only", nargs="+", choices=SECTIONS, help="run only these sections")
     parser.add_argument("--book", action="store_true", help="also time the book's chapters")
-    parser.add_argument("--chapters", nargs="+", help="with --book: only these chapters (e.g. 01-tokenization)")
-    parser.add_argument("--compile", action="store_true", help="also time a torch.compile'd training step")
-    parser.add_argument("--threads", type=int, help="torch threads (default: PyTorch's choice, one per core)")
-    parser.add_argument("--out", type=Path, help="results directory (default bench/results, or "
-                                                  "bench/results/quick with --quick)")
+    parser.add_argument(
+        "--chapters", nargs="+", help="with --book: only these chapters (e.g. 01-tokenization)"
+    )
+    parser.add_argument(
+        "--compile", action="store_true", help="also time a torch.compile'd training step"
+    )
+    parser.add_argument(
+        "--threads", type=int, help="torch threads (default: PyTorch's choice, one per core)"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="results directory (default bench/results, or bench/results/quick with --quick)",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -92,8 +107,14 @@ def main() -> None:
         print(f"\n== {name} ==", flush=True)
         t0 = time.perf_counter()
         result = run_section(name, args)
-        meta_now = dict(meta, seconds=round(time.perf_counter() - t0, 1), load_average_1min_after=machine_info().get("load_average_1min"))
-        (out / f"{name}.json").write_text(json.dumps({"meta": meta_now, "result": result}, indent=1) + "\n")
+        meta_now = dict(
+            meta,
+            seconds=round(time.perf_counter() - t0, 1),
+            load_average_1min_after=machine_info().get("load_average_1min"),
+        )
+        (out / f"{name}.json").write_text(
+            json.dumps({"meta": meta_now, "result": result}, indent=1) + "\n"
+        )
         save_plot(name, result, out)
         if name in report.TABLES:
             print(report.TABLES[name](result), flush=True)

@@ -17,10 +17,9 @@ from __future__ import annotations
 import contextlib
 
 import torch
-from torch import nn
-
 from common import interleaved, median, paired_ratio
 from decode import hf_twin
+from torch import nn
 
 import mygpt
 from mygpt.train import configure_optimizer, next_token_loss
@@ -54,14 +53,18 @@ def bench_optimizer(model: nn.Module, repeats: int) -> dict:
     """AdamW's step alone on the model's gradients: fused kernel vs the default (``foreach``)."""
     for p in model.parameters():
         p.grad = torch.randn_like(p) * 1e-3
-    groups = [{"params": [p for p in model.parameters() if p.dim() >= 2], "weight_decay": 0.1},
-              {"params": [p for p in model.parameters() if p.dim() < 2], "weight_decay": 0.0}]
+    groups = [
+        {"params": [p for p in model.parameters() if p.dim() >= 2], "weight_decay": 0.1},
+        {"params": [p for p in model.parameters() if p.dim() < 2], "weight_decay": 0.0},
+    ]
     fused = torch.optim.AdamW(groups, lr=1e-6, fused=True)
     foreach = torch.optim.AdamW(groups, lr=1e-6, foreach=True)
     times = interleaved({"fused": fused.step, "foreach": foreach.step}, repeats)
     model.zero_grad(set_to_none=True)
-    return {"seconds": {k: median(v) for k, v in times.items()},
-            "speedup_of_fused": paired_ratio(times["foreach"], times["fused"])}
+    return {
+        "seconds": {k: median(v) for k, v in times.items()},
+        "speedup_of_fused": paired_ratio(times["foreach"], times["fused"]),
+    }
 
 
 def run(quick: bool = False, log=print, compile: bool = False) -> dict:
@@ -90,12 +93,21 @@ def run(quick: bool = False, log=print, compile: bool = False) -> dict:
         "transformers": make_step(theirs, x, y, lambda m, x: m(input_ids=x).logits),
     }
     if bf16:
-        steps["mygpt bf16 autocast"] = make_step(copies["bf16"], x, y, lambda m, x: m(x),
-                                                 autocast=lambda: torch.autocast("cpu", dtype=torch.bfloat16))
+        steps["mygpt bf16 autocast"] = make_step(
+            copies["bf16"],
+            x,
+            y,
+            lambda m, x: m(x),
+            autocast=lambda: torch.autocast("cpu", dtype=torch.bfloat16),
+        )
     if compile:
-        steps["mygpt compiled"] = make_step(torch.compile(copies["compiled"]), x, y, lambda m, x: m(x))
-    log("  first step of each (same weights, same batch: the losses must agree)"
-        + ("; compiling takes a while" if compile else ""))
+        steps["mygpt compiled"] = make_step(
+            torch.compile(copies["compiled"]), x, y, lambda m, x: m(x)
+        )
+    log(
+        "  first step of each (same weights, same batch: the losses must agree)"
+        + ("; compiling takes a while" if compile else "")
+    )
     first_loss = {name: step() for name, step in steps.items()}
 
     n = 2048
@@ -105,24 +117,40 @@ def run(quick: bool = False, log=print, compile: bool = False) -> dict:
     log(f"  batch {batch} x {seq_len} tokens: {repeats} interleaved rounds")
     times = interleaved(steps, repeats, warmup=0)
 
-    n_matmul = ours.num_parameters(exclude_embeddings=True) + cfg.vocab_size * cfg.n_embd  # + output layer
+    n_matmul = (
+        ours.num_parameters(exclude_embeddings=True) + cfg.vocab_size * cfg.n_embd
+    )  # + output layer
     flops_step = model_flops_per_token(cfg, n_matmul, seq_len) * batch * seq_len
     matmul_flops = [k * 2 * n**3 / t for t in times["matmul"]]
     rows = []
     for name in [s for s in steps if s != "matmul"]:
         achieved = [flops_step / t for t in times[name]]
-        rows.append({
-            "variant": name, "seconds_per_step": median(times[name]), "seconds": times[name],
-            "tokens_per_s": batch * seq_len / median(times[name]),
-            "speedup_vs_transformers": paired_ratio(times["transformers"], times[name]),
-            "model_flops_per_s": median(achieved),
-            "fraction_of_fp32_matmul_peak": median(f / p for f, p in zip(achieved, matmul_flops)),
-            "first_loss": first_loss[name],
-        })
+        rows.append(
+            {
+                "variant": name,
+                "seconds_per_step": median(times[name]),
+                "seconds": times[name],
+                "tokens_per_s": batch * seq_len / median(times[name]),
+                "speedup_vs_transformers": paired_ratio(times["transformers"], times[name]),
+                "model_flops_per_s": median(achieved),
+                "fraction_of_fp32_matmul_peak": median(
+                    f / p for f, p in zip(achieved, matmul_flops)
+                ),
+                "first_loss": first_loss[name],
+            }
+        )
     log("  optimizer alone: fused vs foreach AdamW")
     optimizer = bench_optimizer(ours, repeats + 2)
-    return {"model": "gpt2 (124M), random weights", "batch": batch, "seq_len": seq_len,
-            "repeats": repeats, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "model_flops_per_step": flops_step, "params_in_matmuls": n_matmul,
-            "fp32_matmul_flops_per_s": median(matmul_flops), "matmul_n": n, "rows": rows,
-            "optimizer": optimizer}
+    return {
+        "model": "gpt2 (124M), random weights",
+        "batch": batch,
+        "seq_len": seq_len,
+        "repeats": repeats,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "model_flops_per_step": flops_step,
+        "params_in_matmuls": n_matmul,
+        "fp32_matmul_flops_per_s": median(matmul_flops),
+        "matmul_n": n,
+        "rows": rows,
+        "optimizer": optimizer,
+    }

@@ -63,28 +63,53 @@ def main(argv: list[str] | None = None) -> mygpt.History:
         mygpt.seed_everything(args.seed)
         path = Path(args.text)
         text = path.read_text(encoding="utf-8") if path.is_file() else mygpt.read_text(args.text)
-        train_text, val_text = (mygpt.train_val_split(text, 1 - args.val_frac)
-                                if args.val_frac > 0 else (text, None))
-        cfg = mygpt.GPTConfig(context_length=args.context_length, n_layer=args.n_layer,
-                              n_embd=args.n_embd, n_head=args.n_head, dropout=args.dropout)
+        train_text, val_text = (
+            mygpt.train_val_split(text, 1 - args.val_frac) if args.val_frac > 0 else (text, None)
+        )
+        cfg = mygpt.GPTConfig(
+            context_length=args.context_length,
+            n_layer=args.n_layer,
+            n_embd=args.n_embd,
+            n_head=args.n_head,
+            dropout=args.dropout,
+        )
         model = wrap_model(mygpt.GPT(cfg), ctx)
-        train_loader = distributed_dataloader(train_text, args.batch_size, args.context_length,
-                                              seed=args.seed)
+        train_loader = distributed_dataloader(
+            train_text, args.batch_size, args.context_length, seed=args.seed
+        )
         # Validation is sharded too (in order, whole batches only): each rank evaluates its share
         # and train() averages over ranks, the same windows and weights as one process would use.
-        val_loader = (distributed_dataloader(val_text, args.batch_size, args.context_length,
-                                             shuffle=False)
-                      if val_text is not None else None)
+        val_loader = (
+            distributed_dataloader(val_text, args.batch_size, args.context_length, shuffle=False)
+            if val_text is not None
+            else None
+        )
         if ctx.is_main:
-            print(f"{ctx.world_size} process(es), backend {ctx.backend or 'none'}, "
-                  f"{ctx.device.type}; global batch {args.batch_size * ctx.world_size} x "
-                  f"{args.context_length} tokens; {len(train_loader)} steps per epoch", flush=True)
-        tc = mygpt.TrainConfig(epochs=args.epochs, max_steps=args.max_steps, lr=args.lr,
-                               warmup_steps=args.warmup_steps, eval_every=args.eval_every,
-                               eval_batches=args.eval_batches, seed=args.seed,
-                               checkpoint_every=args.checkpoint_every)
-        history = mygpt.train(model, train_loader, val_loader, tc, device=ctx.device,
-                              checkpoint_dir=args.out, resume=args.resume)
+            print(
+                f"{ctx.world_size} process(es), backend {ctx.backend or 'none'}, "
+                f"{ctx.device.type}; global batch {args.batch_size * ctx.world_size} x "
+                f"{args.context_length} tokens; {len(train_loader)} steps per epoch",
+                flush=True,
+            )
+        tc = mygpt.TrainConfig(
+            epochs=args.epochs,
+            max_steps=args.max_steps,
+            lr=args.lr,
+            warmup_steps=args.warmup_steps,
+            eval_every=args.eval_every,
+            eval_batches=args.eval_batches,
+            seed=args.seed,
+            checkpoint_every=args.checkpoint_every,
+        )
+        history = mygpt.train(
+            model,
+            train_loader,
+            val_loader,
+            tc,
+            device=ctx.device,
+            checkpoint_dir=args.out,
+            resume=args.resume,
+        )
         if ctx.is_main:
             (args.out / "history.json").write_text(json.dumps(dataclasses.asdict(history)))
         return history

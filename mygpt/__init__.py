@@ -20,46 +20,121 @@ small pretrained model), ``inference`` (bf16/int8 decoding), ``metrics``, ``expe
 (torchrun/DDP), ``device``, ``errors``. ``python -m mygpt`` is the command line.
 """
 
-from .config import PRESETS, GPTConfig
-from .errors import (CheckpointError, ConfigError, DataError, MyGPTError, PromptError,
-                     SamplingError, TokenizerError, TrainingError)
-from .device import get_device, progress, seed_everything, setup_notebook, show_source
-from .tokenizer import (EOT, EOT_ID, decode, encode, encode_ordinary, get_tokenizer, ids_to_text,
-                        text_to_ids)
-from .bpe import BPETokenizer
-from .data import (REGISTRY, TokenWindowDataset, create_dataloader, fetch, read_text,
-                   train_val_split)
-from .attention import CausalSelfAttention, KVCache, attention_explicit, attention_fused
-from .model import GELU, GPT, Block, FeedForward, LayerNorm
-from .generate import (apply_temperature, generate, generate_text, next_token_probs,
-                       sample_next_token, top_k_filter, top_p_filter)
-from .checkpoint import load_model, save_model
-from .train import History, TrainConfig, batch_loss, evaluate, next_token_loss, perplexity, train
-from .pretrained import load_pretrained
-from .finetune import GPTClassifier, classify, load_classifier, save_classifier
-from .zoo import pretrained_history, small_pretrained
 from . import agent, experiments, instruct, metrics  # modules used by name (mygpt.agent.…)
+from .attention import CausalSelfAttention, KVCache, attention_explicit, attention_fused
+from .bpe import BPETokenizer
+from .checkpoint import load_model, save_model
+from .config import PRESETS, GPTConfig
+from .data import REGISTRY, TokenWindowDataset, create_dataloader, fetch, read_text, train_val_split
+from .device import get_device, progress, seed_everything, setup_notebook, show_source
+from .errors import (
+    CheckpointError,
+    ConfigError,
+    DataError,
+    MyGPTError,
+    PromptError,
+    SamplingError,
+    TokenizerError,
+    ToolError,
+    TrainingError,
+)
 from .experiments import ExperimentSpec, run_experiment, sweep
+from .finetune import GPTClassifier, classify, load_classifier, save_classifier
+from .generate import (
+    apply_temperature,
+    generate,
+    generate_text,
+    next_token_probs,
+    sample_next_token,
+    top_k_filter,
+    top_p_filter,
+)
+from .model import GELU, GPT, Block, FeedForward, LayerNorm
+from .pretrained import load_pretrained
+from .tokenizer import (
+    EOT,
+    EOT_ID,
+    decode,
+    encode,
+    encode_ordinary,
+    get_tokenizer,
+    ids_to_text,
+    text_to_ids,
+)
+from .train import History, TrainConfig, batch_loss, evaluate, next_token_loss, perplexity, train
+from .zoo import pretrained_history, small_pretrained
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "GPTConfig", "PRESETS",
-    "MyGPTError", "ConfigError", "PromptError", "SamplingError", "TokenizerError", "DataError",
-    "CheckpointError", "TrainingError",
-    "get_device", "seed_everything", "setup_notebook", "show_source", "progress",
-    "get_tokenizer", "encode", "encode_ordinary", "decode", "text_to_ids", "ids_to_text", "EOT", "EOT_ID",
+    "GPTConfig",
+    "PRESETS",
+    "MyGPTError",
+    "ConfigError",
+    "PromptError",
+    "SamplingError",
+    "TokenizerError",
+    "DataError",
+    "CheckpointError",
+    "TrainingError",
+    "ToolError",
+    "get_device",
+    "seed_everything",
+    "setup_notebook",
+    "show_source",
+    "progress",
+    "get_tokenizer",
+    "encode",
+    "encode_ordinary",
+    "decode",
+    "text_to_ids",
+    "ids_to_text",
+    "EOT",
+    "EOT_ID",
     "BPETokenizer",
-    "REGISTRY", "fetch", "read_text", "TokenWindowDataset", "create_dataloader", "train_val_split",
-    "CausalSelfAttention", "KVCache", "attention_explicit", "attention_fused",
-    "LayerNorm", "GELU", "FeedForward", "Block", "GPT",
-    "generate", "generate_text", "next_token_probs", "sample_next_token",
-    "apply_temperature", "top_k_filter", "top_p_filter",
-    "save_model", "load_model",
-    "TrainConfig", "History", "train", "evaluate", "next_token_loss", "batch_loss", "perplexity",
+    "REGISTRY",
+    "fetch",
+    "read_text",
+    "TokenWindowDataset",
+    "create_dataloader",
+    "train_val_split",
+    "CausalSelfAttention",
+    "KVCache",
+    "attention_explicit",
+    "attention_fused",
+    "LayerNorm",
+    "GELU",
+    "FeedForward",
+    "Block",
+    "GPT",
+    "generate",
+    "generate_text",
+    "next_token_probs",
+    "sample_next_token",
+    "apply_temperature",
+    "top_k_filter",
+    "top_p_filter",
+    "save_model",
+    "load_model",
+    "TrainConfig",
+    "History",
+    "train",
+    "evaluate",
+    "next_token_loss",
+    "batch_loss",
+    "perplexity",
     "load_pretrained",
-    "GPTClassifier", "classify", "save_classifier", "load_classifier",
-    "small_pretrained", "pretrained_history",
-    "instruct", "agent", "metrics",
-    "experiments", "ExperimentSpec", "run_experiment", "sweep",
+    "GPTClassifier",
+    "classify",
+    "save_classifier",
+    "load_classifier",
+    "small_pretrained",
+    "pretrained_history",
+    "instruct",
+    "agent",
+    "metrics",
+    "experiments",
+    "ExperimentSpec",
+    "run_experiment",
+    "sweep",
 ]

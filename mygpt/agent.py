@@ -16,50 +16,85 @@ training (:func:`create_task_loader`) only the lines the model writes are target
 from __future__ import annotations
 
 import ast
+import math
 import operator
 import random
 import re
+import sys
 from dataclasses import dataclass
+from fractions import Fraction
 
 import torch
 from torch.utils.data import DataLoader
 
-from .errors import DataError, MyGPTError
+from .errors import DataError, ToolError
 from .generate import generate
 from .instruct import item_loader
 from .model import GPT
 from .tokenizer import EOT_ID, decode, encode
 
-
-class ToolError(MyGPTError, ValueError):
-    """A tool call cannot be run (unknown tool, or an argument the tool does not accept)."""
-
-
 # --- tools ----------------------------------------------------------------------------------------
 
-_OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
-        ast.Div: operator.truediv}
+_OPS = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+}
+
+#: The largest magnitude the tools accept, in a number or a result: float's range (about 1.8e308).
+MAX_MAGNITUDE = Fraction(sys.float_info.max)
+
+#: A literal's decimal exponent beyond this is refused before it is built: an exact ``1e-999999999``
+#: would need a billion-digit denominator.
+_MAX_EXPONENT = 400
+
+
+def _in_range(value: Fraction) -> Fraction:
+    """``value``, or :class:`ToolError` when it is beyond :data:`MAX_MAGNITUDE` (where a float
+    would have become ``inf``)."""
+    if abs(value) > MAX_MAGNITUDE:
+        raise ToolError("result too large: the tools work with numbers up to about 1.8e308.")
+    return value
+
+
+def _literal(text: str) -> Fraction:
+    """The exact value of a number as written (``"0.1"`` is 1/10, not the float nearest to it)."""
+    mantissa, _, exponent = text.lower().replace("_", "").partition("e")
+    if exponent and abs(int(exponent)) > _MAX_EXPONENT:
+        raise ToolError(
+            f"number {text!r} is out of range: exponents beyond +-{_MAX_EXPONENT} are refused."
+        )
+    return _in_range(Fraction(mantissa) * Fraction(10) ** int(exponent or 0))
 
 
 def calculator(expression: str) -> str:
     """Evaluate ``+ - * /`` over numbers (and brackets, unary minus) by walking Python's parse tree.
 
     Never ``eval``: anything other than numbers and those operators raises :class:`ToolError`.
-    Whole results print without a decimal point; others are rounded to 4 decimals.
+    Arithmetic is exact (fractions of integers, numbers taken as written), so a whole result is
+    printed exactly; others are rounded to 4 decimals. A number or result beyond
+    :data:`MAX_MAGNITUDE` raises :class:`ToolError` (where floats would give ``inf``).
     """
-    def walk(node: ast.AST) -> float:
-        if isinstance(node, ast.Constant) and type(node.value) in (int, float):
-            return node.value
+
+    def walk(node: ast.AST) -> Fraction:
+        if isinstance(node, ast.Constant) and type(node.value) is int:
+            return _in_range(Fraction(node.value))
+        if isinstance(node, ast.Constant) and type(node.value) is float:
+            # From the source text, not node.value: the float 0.1 is not 1/10, and 1e20 + 1
+            # needs more digits than a float has.
+            return _literal(ast.get_source_segment(source, node))
         if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
-            return _OPS[type(node.op)](walk(node.left), walk(node.right))
+            return _in_range(_OPS[type(node.op)](walk(node.left), walk(node.right)))
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
             return -walk(node.operand) if isinstance(node.op, ast.USub) else walk(node.operand)
         raise ToolError(f"calculator accepts numbers and + - * / only, not {ast.dump(node)[:40]}.")
 
     if not isinstance(expression, str) or len(expression) > 100:
         raise ToolError("calculator wants an expression string of at most 100 characters.")
+    source = expression.strip()
     try:
-        value = walk(ast.parse(expression.strip(), mode="eval").body)
+        value = walk(ast.parse(source, mode="eval").body)
     except SyntaxError:
         raise ToolError(f"calculator cannot parse {expression!r}.") from None
     except ZeroDivisionError:
@@ -67,19 +102,48 @@ def calculator(expression: str) -> str:
     return format_number(value)
 
 
-def format_number(value: float) -> str:
-    """``42`` for whole numbers, else rounded to 4 decimals without trailing zeros."""
-    if float(value).is_integer():
-        return str(int(value))
-    return f"{value:.4f}".rstrip("0").rstrip(".")
+def format_number(value: float | Fraction) -> str:
+    """``42`` for whole numbers (exactly), else rounded to 4 decimals without trailing zeros.
+
+    Raises :class:`ToolError` for ``inf``/``nan`` or a value beyond :data:`MAX_MAGNITUDE`.
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ToolError(
+            f"result {value} is not a finite number: the tools work with numbers up to "
+            "about 1.8e308."
+        )
+    value = _in_range(Fraction(value))
+    if value.denominator == 1:
+        return str(value.numerator)
+    units = round(value * 10_000)  # an int: exact, ties to even like float formatting
+    whole, frac = divmod(abs(units), 10_000)
+    text = f"{whole}.{frac:04d}".rstrip("0").rstrip(".")
+    return "-" + text if units < 0 else text
 
 
 #: Factors to one base unit per dimension (length: metre, mass: gram, time: second).
-UNITS = {"km": 1000.0, "m": 1.0, "cm": 0.01, "mm": 0.001,
-         "kg": 1000.0, "g": 1.0,
-         "h": 3600.0, "min": 60.0, "s": 1.0}
-_DIMENSION = {"km": "length", "m": "length", "cm": "length", "mm": "length",
-              "kg": "mass", "g": "mass", "h": "time", "min": "time", "s": "time"}
+UNITS = {
+    "km": 1000.0,
+    "m": 1.0,
+    "cm": 0.01,
+    "mm": 0.001,
+    "kg": 1000.0,
+    "g": 1.0,
+    "h": 3600.0,
+    "min": 60.0,
+    "s": 1.0,
+}
+_DIMENSION = {
+    "km": "length",
+    "m": "length",
+    "cm": "length",
+    "mm": "length",
+    "kg": "mass",
+    "g": "mass",
+    "h": "time",
+    "min": "time",
+    "s": "time",
+}
 
 
 def convert(argument: str) -> str:
@@ -87,19 +151,28 @@ def convert(argument: str) -> str:
     match = re.fullmatch(r"\s*(-?\d+(?:\.\d+)?)\s*([a-z]+)\s+to\s+([a-z]+)\s*", argument or "")
     if not match:
         raise ToolError(f"convert wants '<number> <unit> to <unit>', got {argument!r}.")
-    value, src, dst = float(match[1]), match[2], match[3]
+    value, src, dst = match[1], match[2], match[3]
     for unit in (src, dst):
         if unit not in UNITS:
             raise ToolError(f"convert knows {', '.join(UNITS)}; not {unit!r}.")
     if _DIMENSION[src] != _DIMENSION[dst]:
         raise ToolError(f"cannot convert {_DIMENSION[src]} ({src}) to {_DIMENSION[dst]} ({dst}).")
-    return format_number(value * UNITS[src] / UNITS[dst])
+    # Exact, like the calculator: the factors as written (0.01 is 1/100), the number as given.
+    factor = Fraction(repr(UNITS[src])) / Fraction(repr(UNITS[dst]))
+    return format_number(_literal(value) * factor)
 
 
 #: The table the ``lookup`` tool reads: the model cannot know these dates, it must look them up.
-EVENTS = {"launch": "2024-03-14", "audit": "2024-05-02", "review": "2024-06-21",
-          "offsite": "2024-08-09", "release": "2024-09-30", "retreat": "2024-10-17",
-          "deadline": "2024-11-28", "party": "2024-12-19"}
+EVENTS = {
+    "launch": "2024-03-14",
+    "audit": "2024-05-02",
+    "review": "2024-06-21",
+    "offsite": "2024-08-09",
+    "release": "2024-09-30",
+    "retreat": "2024-10-17",
+    "deadline": "2024-11-28",
+    "party": "2024-12-19",
+}
 
 
 def lookup(name: str) -> str:
@@ -132,6 +205,7 @@ def run_tool(name: str, argument: str) -> str:
 
 # --- synthetic tasks ------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Task:
     """One verifiable task: the question, the call that solves it, and the correct answer."""
@@ -161,8 +235,12 @@ class Task:
         target; asking the model to predict a tool's result (say, 47 * 86) would spend its
         capacity on what the tool is there to do.
         """
-        return [(self.prompt(), False), (self.call() + "\n", True),
-                (f"RESULT {self.answer}\n", False), (f"A: {self.answer}", True)]
+        return [
+            (self.prompt(), False),
+            (self.call() + "\n", True),
+            (f"RESULT {self.answer}\n", False),
+            (f"A: {self.answer}", True),
+        ]
 
     def transcript(self) -> str:
         """The whole correct transcript after the prompt (CALL, RESULT and answer lines)."""
@@ -177,8 +255,17 @@ def _arithmetic(rng: random.Random) -> Task:
 
 
 def _conversion(rng: random.Random) -> Task:
-    src, dst = rng.choice([("km", "m"), ("m", "cm"), ("kg", "g"), ("h", "min"), ("min", "s"),
-                           ("m", "mm"), ("cm", "mm")])
+    src, dst = rng.choice(
+        [
+            ("km", "m"),
+            ("m", "cm"),
+            ("kg", "g"),
+            ("h", "min"),
+            ("min", "s"),
+            ("m", "mm"),
+            ("cm", "mm"),
+        ]
+    )
     arg = f"{rng.randint(2, 99)} {src} to {dst}"
     return Task(f"convert {arg}.", "convert", arg, convert(arg))
 
@@ -210,8 +297,9 @@ def task_item(task: Task) -> tuple[list[int], list[bool]]:
     return ids, flags
 
 
-def create_task_loader(tasks: list[Task], batch_size: int = 4, shuffle: bool = True,
-                       seed: int = 123) -> DataLoader:
+def create_task_loader(
+    tasks: list[Task], batch_size: int = 4, shuffle: bool = True, seed: int = 123
+) -> DataLoader:
     """:func:`mygpt.instruct.item_loader` over the tasks' :func:`task_item` items."""
     if not tasks:
         raise DataError("create_task_loader got no tasks.")
@@ -219,6 +307,7 @@ def create_task_loader(tasks: list[Task], batch_size: int = 4, shuffle: bool = T
 
 
 # --- the loop -------------------------------------------------------------------------------------
+
 
 def generate_line(model: GPT, text: str, max_new_tokens: int = 24, chunk: int = 8) -> str:
     """Greedily continue ``text`` up to the end of the current line (or ``<|endoftext|>``).
@@ -230,10 +319,12 @@ def generate_line(model: GPT, text: str, max_new_tokens: int = 24, chunk: int = 
     new: list[int] = []
     while len(new) < max_new_tokens:
         step = min(chunk, max_new_tokens - len(new))
-        out = generate(model, torch.tensor([ids + new]), step, eos_id=EOT_ID)[0, len(ids) + len(new):]
+        out = generate(model, torch.tensor([ids + new]), step, eos_id=EOT_ID)[
+            0, len(ids) + len(new) :
+        ]
         new += out.tolist()
         if EOT_ID in new:
-            new = new[:new.index(EOT_ID)]
+            new = new[: new.index(EOT_ID)]
             break
         if "\n" in decode(new):
             break
@@ -268,7 +359,7 @@ def run_agent(model: GPT, question: str, max_line_tokens: int = 24) -> AgentResu
         text += f"{line}\nRESULT {result}\n"
         line = generate_line(model, text, max_line_tokens)
     text += line
-    answer = line[len("A: "):].strip() if line.startswith("A: ") else None
+    answer = line[len("A: ") :].strip() if line.startswith("A: ") else None
     return AgentResult(text, answer, tool_called)
 
 

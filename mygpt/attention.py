@@ -59,7 +59,9 @@ def attention_explicit(
 
 def attention_fused(q, k, v, mask=None, dropout_p: float = 0.0, is_causal: bool = False):
     """The same computation through PyTorch's fused ``scaled_dot_product_attention``."""
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal)
+    return F.scaled_dot_product_attention(
+        q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal
+    )
 
 
 class KVCache:
@@ -71,8 +73,14 @@ class KVCache:
     overwritten anyway costs time (and, for a full context at batch 8, 600 MB of writes).
     """
 
-    def __init__(self, cfg: GPTConfig, batch_size: int, max_len: int | None = None,
-                 device=None, dtype: torch.dtype = torch.float32) -> None:
+    def __init__(
+        self,
+        cfg: GPTConfig,
+        batch_size: int,
+        max_len: int | None = None,
+        device=None,
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
         self.max_len = max_len or cfg.context_length
         shape = (cfg.n_layer, batch_size, cfg.n_head, self.max_len, cfg.head_dim)
         self.k = torch.empty(shape, device=device, dtype=dtype)
@@ -84,8 +92,8 @@ class KVCache:
         end = self.pos + k.size(2)
         if end > self.max_len:
             raise ValueError(f"KVCache is full: {end} positions needed, {self.max_len} allocated.")
-        self.k[layer, :, :, self.pos:end] = k
-        self.v[layer, :, :, self.pos:end] = v
+        self.k[layer, :, :, self.pos : end] = k
+        self.v[layer, :, :, self.pos : end] = v
         return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
 
     def advance(self, n: int) -> None:
@@ -109,8 +117,13 @@ class CausalSelfAttention(nn.Module):
         self.dropout = cfg.dropout
         self.resid_dropout = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None,
-                kv_cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        kv_cache: KVCache | None = None,
+        layer: int = 0,
+    ) -> torch.Tensor:
         """Attend over ``x`` ``[B, T, C]``.
 
         ``mask`` (boolean, broadcastable to ``[B, n_head, T, T_k]``) is built once by the model;

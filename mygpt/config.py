@@ -8,11 +8,21 @@ deep inside a matrix multiplication.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 from .errors import ConfigError
 
 ATTENTION_IMPLS = ("fused", "explicit")
+
+#: The largest model a GPTConfig may describe: 10^12 parameters (4 TB in float32), far beyond what
+#: this package trains, yet loose enough for counting the parameters of big models (on ``meta``).
+MAX_PARAMETERS = 10**12
+
+
+def _is_number(value) -> bool:
+    """An int or float, but not a bool (``True`` is an int to Python)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
@@ -55,21 +65,48 @@ class GPTConfig:
                 f"each head gets n_embd // n_head dimensions. Try n_head in "
                 f"{[h for h in range(1, min(self.n_embd, 64) + 1) if self.n_embd % h == 0]}."
             )
-        if not isinstance(self.dropout, (int, float)) or not 0.0 <= self.dropout < 1.0:
+        if not _is_number(self.dropout) or not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"GPTConfig.dropout must be in [0, 1), got {self.dropout!r}.")
+        for name in ("bias", "tie_weights"):  # a string such as "no" or "False" would mean yes
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(
+                    f"GPTConfig.{name} must be True or False, got {getattr(self, name)!r}."
+                )
         if self.attn_impl not in ATTENTION_IMPLS:
             raise ConfigError(
                 f"GPTConfig.attn_impl must be one of {ATTENTION_IMPLS}, got {self.attn_impl!r}."
             )
-        if not self.ln_eps > 0:
-            raise ConfigError(f"GPTConfig.ln_eps must be positive, got {self.ln_eps!r}.")
+        if not _is_number(self.ln_eps) or not 0 < self.ln_eps < math.inf:
+            raise ConfigError(
+                f"GPTConfig.ln_eps must be a finite positive number, got {self.ln_eps!r}."
+            )
+        # Arithmetic only: a typo such as context_length=10**12 fails here, not in the allocator.
+        if self.num_parameters() > MAX_PARAMETERS:
+            raise ConfigError(
+                f"GPTConfig describes a model of {self.num_parameters():,} parameters, more than "
+                f"{MAX_PARAMETERS:,} (GPT-2 XL has 1.6 billion): check context_length, n_embd, "
+                f"n_layer and vocab_size."
+            )
+
+    def num_parameters(self) -> int:
+        """The parameter count of ``GPT(self)``, computed without building it (a tied output
+        layer counted once, as :meth:`GPT.num_parameters` does)."""
+        E, b = self.n_embd, int(self.bias)
+        layer_norm = E + b * E
+        attention = E * 3 * E + b * 3 * E + E * E + b * E  # qkv and output projections
+        feed_forward = E * 4 * E + b * 4 * E + 4 * E * E + b * E
+        block = 2 * layer_norm + attention + feed_forward
+        output = 0 if self.tie_weights else self.vocab_size * E
+        return (
+            (self.vocab_size + self.context_length) * E + self.n_layer * block + layer_norm + output
+        )
 
     @property
     def head_dim(self) -> int:
         """Dimensions per attention head (``n_embd // n_head``)."""
         return self.n_embd // self.n_head
 
-    def replace(self, **changes) -> "GPTConfig":
+    def replace(self, **changes) -> GPTConfig:
         """Return a copy with some fields changed (validated again)."""
         unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
         if unknown:
@@ -81,8 +118,12 @@ class GPTConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "GPTConfig":
+    def from_dict(cls, d: dict) -> GPTConfig:
         """Build a configuration from :meth:`to_dict` output, rejecting unknown keys."""
+        if not isinstance(d, dict):
+            raise ConfigError(
+                f"A GPTConfig must be built from a dict (a JSON object), got {d!r:.80}."
+            )
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - known
         if unknown:
@@ -90,7 +131,7 @@ class GPTConfig:
         return cls(**d)
 
     @classmethod
-    def from_name(cls, name: str, **overrides) -> "GPTConfig":
+    def from_name(cls, name: str, **overrides) -> GPTConfig:
         """The configuration of a named GPT-2 size (see :data:`PRESETS`), with overrides."""
         key = PRESET_ALIASES.get(name, name)
         if key not in PRESETS:

@@ -30,6 +30,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .errors import DataError
+from .paths import cache_dir, data_dir
 
 USER_AGENT = "mygpt (GPT-2 from scratch book)"
 DEFAULT_TIMEOUT = 60.0  # seconds without data before a download gives up
@@ -197,21 +198,6 @@ REGISTRY: dict[str, DataFile] = {
 }
 
 
-def data_dir() -> Path | None:
-    """The directory of offline copies named by ``MYGPT_DATA_DIR``, or ``None`` if unset."""
-    value = os.environ.get("MYGPT_DATA_DIR", "")
-    return Path(value).expanduser() if value else None
-
-
-def cache_dir() -> Path:
-    """The package's cache root: ``MYGPT_CACHE_DIR`` or ``~/.cache/mygpt``.
-
-    Downloads of public files go to its ``data/`` subfolder.
-    """
-    value = os.environ.get("MYGPT_CACHE_DIR", "")
-    return Path(value).expanduser() if value else Path.home() / ".cache" / "mygpt"
-
-
 def _lookup(name: str | DataFile) -> DataFile:
     if isinstance(name, DataFile):
         return name
@@ -348,8 +334,7 @@ def download(
                 raise DataError(problem)
         except (DataError, OSError, http.client.HTTPException) as exc:
             raise DataError(
-                f"Downloading {datafile.name!r} from {url} failed: {exc}. "
-                f"{_offline_hint(datafile)}"
+                f"Downloading {datafile.name!r} from {url} failed: {exc}. {_offline_hint(datafile)}"
             ) from exc
         os.replace(candidate, dest)
         temps.remove(candidate)
@@ -427,7 +412,12 @@ def _as_ids(ids: TokenIds) -> torch.Tensor:
     return tensor
 
 
-def _encode_if_text(ids_or_text: str | TokenIds) -> TokenIds:
+def encode_if_text(ids_or_text: str | TokenIds) -> TokenIds:
+    """Token ids for ``ids_or_text``: a ``str`` is encoded with GPT-2's tokenizer, ids pass as is.
+
+    The loaders (:func:`create_dataloader`, :func:`mygpt.distributed.distributed_dataloader`)
+    accept either; the ids are checked later, by :class:`TokenWindowDataset`.
+    """
     if isinstance(ids_or_text, str):
         from .tokenizer import encode  # lazy: only text inputs need the tokenizer
 
@@ -435,10 +425,26 @@ def _encode_if_text(ids_or_text: str | TokenIds) -> TokenIds:
     return ids_or_text
 
 
-def _positive_int(name: str, value: object) -> int:
+def positive_int(name: str, value: object) -> int:
+    """Return ``value`` if it is an ``int`` above 0 (not a ``bool``).
+
+    Raises:
+        DataError: it is not; the message names the parameter ``name``.
+    """
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise DataError(f"{name} must be a positive integer, got {value!r}.")
     return value
+
+
+def _check_vocab(ids: torch.Tensor, vocab_size: int) -> None:
+    """:class:`DataError` naming the first id that is not below ``vocab_size``."""
+    if ids.numel() and int(ids.max()) >= vocab_size:  # one pass; locate the id only when bad
+        position = int((ids >= vocab_size).nonzero()[0, 0])
+        raise DataError(
+            f"Token id {int(ids[position])} at position {position} is outside the vocabulary of "
+            f"{vocab_size} ids (0..{vocab_size - 1}). Encode the text with the model's tokenizer, "
+            f"or give the model a larger vocab_size."
+        )
 
 
 class TokenWindowDataset(Dataset):
@@ -449,12 +455,24 @@ class TokenWindowDataset(Dataset):
     follows ``x[t]``). Only full windows count, so there are ``(len(ids) - T - 1) // stride + 1``
     items. ``stride = T`` gives non-overlapping windows; a smaller stride overlaps them.
     Items are views into one int64 tensor (no copy per window).
+
+    ``vocab_size`` (the model's, optional): every id must be below it. Checked here, once, so
+    that a bad id is a :class:`DataError` naming it, not an ``IndexError`` from the embedding
+    somewhere in training (or a device-side assert on a GPU).
     """
 
-    def __init__(self, ids: TokenIds, context_length: int, stride: int | None = None) -> None:
-        self.context_length = _positive_int("context_length", context_length)
-        self.stride = _positive_int("stride", context_length if stride is None else stride)
+    def __init__(
+        self,
+        ids: TokenIds,
+        context_length: int,
+        stride: int | None = None,
+        vocab_size: int | None = None,
+    ) -> None:
+        self.context_length = positive_int("context_length", context_length)
+        self.stride = positive_int("stride", context_length if stride is None else stride)
         self.ids = _as_ids(ids)
+        if vocab_size is not None:
+            _check_vocab(self.ids, positive_int("vocab_size", vocab_size))
         needed = self.context_length + 1  # T inputs plus the one extra target token
         if self.ids.numel() < needed:
             raise DataError(
@@ -483,16 +501,19 @@ def create_dataloader(
     drop_last: bool = True,
     seed: int = 0,
     num_workers: int = 0,
+    vocab_size: int | None = None,
 ) -> DataLoader:
     """A ``DataLoader`` of ``(x, y)`` batches, each of shape ``[batch_size, context_length]``.
 
     Text is encoded with the GPT-2 tokenizer first. ``stride`` defaults to ``context_length``.
     Shuffling draws from a ``torch.Generator`` seeded with ``seed``: two loaders made with the
     same arguments yield the same batches, and successive epochs of one loader differ.
-    Raises :class:`DataError` if ``drop_last`` would leave no batch at all.
+    Pass the model's ``vocab_size`` to have every id checked against it up front.
+    Raises :class:`DataError` if ``drop_last`` would leave no batch at all, or an id is not
+    below ``vocab_size``.
     """
-    _positive_int("batch_size", batch_size)
-    dataset = TokenWindowDataset(_encode_if_text(ids_or_text), context_length, stride)
+    positive_int("batch_size", batch_size)
+    dataset = TokenWindowDataset(encode_if_text(ids_or_text), context_length, stride, vocab_size)
     if drop_last and len(dataset) < batch_size:
         raise DataError(
             f"Only {len(dataset)} windows for batch_size={batch_size} with drop_last=True: the "

@@ -12,6 +12,8 @@ import random
 
 import torch
 
+from .errors import ConfigError
+
 
 def get_device(prefer: str | None = None) -> torch.device:
     """Return the best available device: ``prefer`` if given, else CUDA, MPS, then CPU.
@@ -41,6 +43,26 @@ def seed_everything(seed: int) -> None:
         pass
 
 
+#: The floating-point types a recipe or experiment may name, by their names in JSON.
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def dtype_named(name: str) -> torch.dtype:
+    """``"float32"`` or ``"float64"`` as a ``torch.dtype``; :class:`ConfigError` for anything else."""
+    if name not in DTYPES:
+        raise ConfigError(f"Unknown dtype {name!r}: use one of {', '.join(DTYPES)}.")
+    return DTYPES[name]
+
+
+def at_least_float32(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in float32 when it is in a 16-bit type, else unchanged (float64 stays float64).
+
+    Losses and sampling probabilities are computed in at least float32; a float64 model (the
+    book's reproducible training) keeps its precision instead of being rounded down.
+    """
+    return x if x.dtype in (torch.float32, torch.float64) else x.float()
+
+
 def setup_notebook(seed: int = 123) -> torch.device:
     """The common setup of every chapter: seeds, plot style, quiet progress bars; returns the device.
 
@@ -59,7 +81,7 @@ def setup_notebook(seed: int = 123) -> torch.device:
     return get_device()
 
 
-def show_source(obj) -> "object":
+def show_source(obj) -> object:
     """Display the source of a ``mygpt`` function or class as a highlighted code block.
 
     The book uses this to show the package's own implementation after building a piece step by

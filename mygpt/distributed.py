@@ -30,7 +30,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
-from .data import TokenIds, TokenWindowDataset, _encode_if_text, _positive_int
+from .data import TokenIds, TokenWindowDataset, encode_if_text, positive_int
 from .device import get_device
 from .errors import ConfigError, DataError
 
@@ -87,12 +87,15 @@ def _env_int(name: str) -> int:
     try:
         return int(value)
     except ValueError:
-        raise ConfigError(f"Environment variable {name}={value!r} is not an integer; "
-                          "launch the script with torchrun, which sets it.") from None
+        raise ConfigError(
+            f"Environment variable {name}={value!r} is not an integer; "
+            "launch the script with torchrun, which sets it."
+        ) from None
 
 
-def init_distributed(backend: str | None = None, device: str | None = None,
-                     timeout_s: float = 600.0) -> DistributedContext:
+def init_distributed(
+    backend: str | None = None, device: str | None = None, timeout_s: float = 600.0
+) -> DistributedContext:
     """Join the process group torchrun set up, and pick this rank's device.
 
     Without torchrun's variables this is a plain single process: no group is created and the
@@ -115,9 +118,11 @@ def init_distributed(backend: str | None = None, device: str | None = None,
         return DistributedContext(device=get_device(device))
     if len(present) != len(TORCHRUN_VARS):
         missing = [v for v in TORCHRUN_VARS if v not in os.environ]
-        raise ConfigError(f"Environment has {present} but not {missing}: start every process with "
-                          "torchrun (e.g. torchrun --standalone --nproc_per_node=2 script.py), "
-                          "or unset these variables to run a single process.")
+        raise ConfigError(
+            f"Environment has {present} but not {missing}: start every process with "
+            "torchrun (e.g. torchrun --standalone --nproc_per_node=2 script.py), "
+            "or unset these variables to run a single process."
+        )
     rank, local_rank, world = _env_int("RANK"), _env_int("LOCAL_RANK"), _env_int("WORLD_SIZE")
     use_cuda = torch.cuda.is_available() and (device is None or device.startswith("cuda"))
     backend = backend or ("nccl" if use_cuda else "gloo")
@@ -127,16 +132,21 @@ def init_distributed(backend: str | None = None, device: str | None = None,
         if local_rank >= torch.cuda.device_count():
             raise ConfigError(
                 f"LOCAL_RANK {local_rank} but this machine has {torch.cuda.device_count()} GPU(s): "
-                f"launch with --nproc_per_node={torch.cuda.device_count()} or fewer.")
+                f"launch with --nproc_per_node={torch.cuda.device_count()} or fewer."
+            )
         here = torch.device("cuda", local_rank)
         torch.cuda.set_device(here)  # later .cuda() calls and NCCL use this rank's own GPU
     else:
         here = torch.device(device or "cpu")
     if not is_distributed():
-        dist.init_process_group(backend=backend, timeout=timedelta(seconds=timeout_s),
-                                device_id=here if here.type == "cuda" else None)
-    return DistributedContext(rank=rank, local_rank=local_rank, world_size=world, device=here,
-                              backend=dist.get_backend())
+        dist.init_process_group(
+            backend=backend,
+            timeout=timedelta(seconds=timeout_s),
+            device_id=here if here.type == "cuda" else None,
+        )
+    return DistributedContext(
+        rank=rank, local_rank=local_rank, world_size=world, device=here, backend=dist.get_backend()
+    )
 
 
 def wrap_model(model: nn.Module, ctx: DistributedContext) -> nn.Module:
@@ -153,9 +163,15 @@ def wrap_model(model: nn.Module, ctx: DistributedContext) -> nn.Module:
     return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
 
 
-def distributed_dataloader(ids_or_text: str | TokenIds, batch_size: int, context_length: int,
-                           stride: int | None = None, shuffle: bool = True, seed: int = 0,
-                           num_workers: int = 0) -> DataLoader:
+def distributed_dataloader(
+    ids_or_text: str | TokenIds,
+    batch_size: int,
+    context_length: int,
+    stride: int | None = None,
+    shuffle: bool = True,
+    seed: int = 0,
+    num_workers: int = 0,
+) -> DataLoader:
     """Like :func:`mygpt.data.create_dataloader`, but each rank gets its own share of the windows.
 
     A ``DistributedSampler`` shuffles the window indices with one seeded permutation that every
@@ -169,18 +185,21 @@ def distributed_dataloader(ids_or_text: str | TokenIds, batch_size: int, context
     Raises:
         DataError: too few windows for one batch on every rank.
     """
-    _positive_int("batch_size", batch_size)
-    dataset = TokenWindowDataset(_encode_if_text(ids_or_text), context_length, stride)
+    positive_int("batch_size", batch_size)
+    dataset = TokenWindowDataset(encode_if_text(ids_or_text), context_length, stride)
     world, rank = get_world_size(), get_rank()
-    sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=shuffle,
-                                 seed=seed, drop_last=True)
+    sampler = DistributedSampler(
+        dataset, num_replicas=world, rank=rank, shuffle=shuffle, seed=seed, drop_last=True
+    )
     if len(sampler) < batch_size:
         raise DataError(
             f"{len(dataset)} windows shared by {world} rank(s) leave {len(sampler)} per rank, fewer "
             f"than batch_size={batch_size}: the loader would yield no batch. Use more text, or a "
-            f"smaller batch_size, context_length or stride.")
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=True,
-                      num_workers=num_workers)
+            f"smaller batch_size, context_length or stride."
+        )
+    return DataLoader(
+        dataset, batch_size=batch_size, sampler=sampler, drop_last=True, num_workers=num_workers
+    )
 
 
 def barrier() -> None:

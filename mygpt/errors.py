@@ -37,3 +37,7 @@ class CheckpointError(MyGPTError, ValueError):
 
 class TrainingError(MyGPTError, RuntimeError):
     """Training cannot go on (e.g. the loss became NaN or infinite)."""
+
+
+class ToolError(MyGPTError, ValueError):
+    """A tool call cannot be run (unknown tool, or an argument the tool does not accept)."""

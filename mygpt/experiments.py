@@ -33,6 +33,7 @@ import torch
 
 from .config import GPTConfig
 from .data import REGISTRY, cache_dir, create_dataloader, read_text, train_val_split
+from .device import dtype_named
 from .errors import ConfigError, TrainingError
 from .model import GPT
 from .train import History, TrainConfig, train
@@ -70,10 +71,13 @@ class ExperimentSpec:
         eval_tokens: validation tokens per measurement (the first ones of the validation text).
         data: a :data:`mygpt.data.REGISTRY` text. train_frac: the split (by characters).
         seed: seeds the initial weights, dropout and the data order.
+        dtype: ``"float64"`` (default) or ``"float32"``: float64 makes a run's numbers the same
+            on every CPU (see :class:`mygpt.zoo.Recipe`); for models this small it costs little.
     """
 
-    model: GPTConfig = GPTConfig(vocab_size=BYTE_VOCAB, context_length=64, n_embd=64, n_layer=2,
-                                 n_head=4, dropout=0.0)
+    model: GPTConfig = GPTConfig(
+        vocab_size=BYTE_VOCAB, context_length=64, n_embd=64, n_layer=2, n_head=4, dropout=0.0
+    )
     lr: float = 1e-3
     min_lr_frac: float = 0.1
     warmup_steps: int = 10
@@ -86,24 +90,35 @@ class ExperimentSpec:
     data: str = "tinyshakespeare"
     train_frac: float = 0.9
     seed: int = 0
+    dtype: str = "float64"
 
     def __post_init__(self) -> None:
+        dtype_named(self.dtype)  # a ConfigError for an unknown type
         if self.model.vocab_size != BYTE_VOCAB:
-            raise ConfigError(f"ExperimentSpec runs see bytes: model.vocab_size must be {BYTE_VOCAB}, "
-                              f"got {self.model.vocab_size}.")
+            raise ConfigError(
+                f"ExperimentSpec runs see bytes: model.vocab_size must be {BYTE_VOCAB}, "
+                f"got {self.model.vocab_size}."
+            )
         T = self.model.context_length
         if self.tokens_per_step % T:
-            raise ConfigError(f"tokens_per_step ({self.tokens_per_step}) must be a multiple of the "
-                              f"context length ({T}) so that a batch holds whole windows.")
+            raise ConfigError(
+                f"tokens_per_step ({self.tokens_per_step}) must be a multiple of the "
+                f"context length ({T}) so that a batch holds whole windows."
+            )
         if self.eval_tokens % T:
-            raise ConfigError(f"eval_tokens ({self.eval_tokens}) must be a multiple of the context "
-                              f"length ({T}).")
+            raise ConfigError(
+                f"eval_tokens ({self.eval_tokens}) must be a multiple of the context length ({T})."
+            )
         if self.steps < self.eval_points or self.eval_points < 1:
-            raise ConfigError(f"token_budget {self.token_budget} gives {self.steps} steps, fewer than "
-                              f"eval_points={self.eval_points}; raise the budget or lower eval_points.")
+            raise ConfigError(
+                f"token_budget {self.token_budget} gives {self.steps} steps, fewer than "
+                f"eval_points={self.eval_points}; raise the budget or lower eval_points."
+            )
         if self.data not in REGISTRY:
-            raise ConfigError(f"ExperimentSpec.data {self.data!r} is not a registered data file; "
-                              f"known: {', '.join(sorted(REGISTRY))}.")
+            raise ConfigError(
+                f"ExperimentSpec.data {self.data!r} is not a registered data file; "
+                f"known: {', '.join(sorted(REGISTRY))}."
+            )
 
     @property
     def batch_size(self) -> int:
@@ -115,7 +130,7 @@ class ExperimentSpec:
         """Optimizer steps: ``token_budget // tokens_per_step``."""
         return self.token_budget // self.tokens_per_step
 
-    def replace(self, **changes) -> "ExperimentSpec":
+    def replace(self, **changes) -> ExperimentSpec:
         """A copy with some settings changed; ``GPTConfig`` field names change the model.
 
         ``spec.replace(n_head=8, lr=1e-2)`` sets ``model.n_head`` and ``lr``.
@@ -124,18 +139,29 @@ class ExperimentSpec:
         own = {f.name for f in dataclasses.fields(self)} - {"model"}
         unknown = set(changes) - model_fields - own
         if unknown:
-            raise ConfigError(f"No setting(s) {sorted(unknown)} in an ExperimentSpec or its GPTConfig; "
-                              f"known: {sorted(own | model_fields)}.")
+            raise ConfigError(
+                f"No setting(s) {sorted(unknown)} in an ExperimentSpec or its GPTConfig; "
+                f"known: {sorted(own | model_fields)}."
+            )
         model = self.model.replace(**{k: v for k, v in changes.items() if k in model_fields})
-        return dataclasses.replace(self, model=model,
-                                   **{k: v for k, v in changes.items() if k in own})
+        return dataclasses.replace(
+            self, model=model, **{k: v for k, v in changes.items() if k in own}
+        )
 
     def train_config(self) -> TrainConfig:
         """The :class:`~mygpt.train.TrainConfig` that :func:`run_experiment` trains with."""
-        return TrainConfig(max_steps=self.steps, lr=self.lr, min_lr=self.lr * self.min_lr_frac,
-                           warmup_steps=self.warmup_steps, weight_decay=self.weight_decay,
-                           grad_clip=self.grad_clip, eval_every=max(1, self.steps // self.eval_points),
-                           seed=self.seed, log=False, amp=False)
+        return TrainConfig(
+            max_steps=self.steps,
+            lr=self.lr,
+            min_lr=self.lr * self.min_lr_frac,
+            warmup_steps=self.warmup_steps,
+            weight_decay=self.weight_decay,
+            grad_clip=self.grad_clip,
+            eval_every=max(1, self.steps // self.eval_points),
+            seed=self.seed,
+            log=False,
+            amp=False,
+        )
 
     def to_dict(self) -> dict:
         """The spec as plain JSON-able data: what the key hashes and the cache file records."""
@@ -145,10 +171,15 @@ class ExperimentSpec:
 
     def key(self) -> str:
         """A short hash of the spec, the data's SHA-256 and :data:`PROCEDURE_VERSION`."""
-        payload = dict(self.to_dict(), procedure=PROCEDURE_VERSION,
-                       data_sha256=REGISTRY[self.data].sha256)
+        payload = dict(
+            self.to_dict(), procedure=PROCEDURE_VERSION, data_sha256=REGISTRY[self.data].sha256
+        )
         text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+#: The :class:`~mygpt.train.History` fields with the type of their entries (checked on reading).
+_HISTORY_TYPES = {"step": int, "tokens": int, "train_loss": float, "val_loss": float, "lr": float}
 
 
 @dataclass
@@ -181,15 +212,56 @@ class Result:
 
     def to_json(self) -> str:
         """The result as JSON (the cache file's content)."""
-        return json.dumps(dict(spec=self.spec, history=dataclasses.asdict(self.history),
-                               diverged=self.diverged, error=self.error), indent=1)
+        return json.dumps(
+            dict(
+                spec=self.spec,
+                history=dataclasses.asdict(self.history),
+                diverged=self.diverged,
+                error=self.error,
+            ),
+            indent=1,
+        )
 
     @classmethod
-    def from_json(cls, text: str, key: str = "") -> "Result":
-        """Read a result written by :meth:`to_json`."""
+    def from_json(cls, text: str, key: str = "") -> Result:
+        """Read a result written by :meth:`to_json`.
+
+        Raises ``ValueError`` (``json.JSONDecodeError`` is one) when ``text`` is not JSON or not
+        of that shape: a field missing or extra, of the wrong type, or history lists of unequal
+        lengths. A cache file is data from disk, so every field is checked before it is trusted.
+        """
         d = json.loads(text)
-        return cls(spec=d["spec"], history=History(**d["history"]), diverged=d["diverged"],
-                   error=d["error"], key=key)
+        if not isinstance(d, dict) or set(d) != {"spec", "history", "diverged", "error"}:
+            raise ValueError("a result is an object with exactly spec, history, diverged and error")
+        if (
+            not isinstance(d["spec"], dict)
+            or type(d["diverged"]) is not bool
+            or type(d["error"]) is not str
+        ):
+            raise ValueError(
+                "a result's spec must be an object, diverged a bool and error a string"
+            )
+        history = d["history"]
+        if not isinstance(history, dict) or set(history) != set(_HISTORY_TYPES):
+            raise ValueError(
+                f"a result's history must have exactly the lists {sorted(_HISTORY_TYPES)}"
+            )
+        for name, kind in _HISTORY_TYPES.items():
+            values = history[name]
+            # type(), not isinstance(): True is an int, and JSON floats always load as float.
+            if not isinstance(values, list) or any(type(v) is not kind for v in values):
+                raise ValueError(f"a result's history.{name} must be a list of {kind.__name__}s")
+        if len({len(values) for values in history.values()}) > 1:
+            raise ValueError(
+                "a result's history lists must have one length (one entry per evaluation)"
+            )
+        return cls(
+            spec=d["spec"],
+            history=History(**history),
+            diverged=d["diverged"],
+            error=d["error"],
+            key=key,
+        )
 
 
 def experiments_dir() -> Path:
@@ -216,31 +288,64 @@ def _train(spec: ExperimentSpec) -> Result:
     try:
         with torch.random.fork_rng(devices=[]):  # leave the caller's random state alone
             torch.manual_seed(spec.seed)
-            model = GPT(spec.model)
+            model = GPT(spec.model).to(dtype_named(spec.dtype))
             try:
-                history = train(model, train_loader, val_loader, cfg=spec.train_config(),
-                                device=torch.device("cpu"),
-                                on_eval=lambda step, h: seen.append(h) if not seen else None)
+                history = train(
+                    model,
+                    train_loader,
+                    val_loader,
+                    cfg=spec.train_config(),
+                    device=torch.device("cpu"),
+                    on_eval=lambda step, h: seen.append(h) if not seen else None,
+                )
             except TrainingError as e:
                 history = seen[0] if seen else History()
                 error = str(e)
     finally:
         torch.set_num_threads(threads)
+    return Result(
+        spec=spec.to_dict(), history=history, diverged=_diverged(history, error, spec), error=error
+    )
+
+
+def _diverged(history: History, error: str, spec: ExperimentSpec) -> bool:
+    """A training error, a non-finite final loss, or one worse than guessing uniformly."""
     final = history.val_loss[-1] if history.val_loss else math.nan
-    diverged = bool(error) or not math.isfinite(final) or final > math.log(spec.model.vocab_size)
-    return Result(spec=spec.to_dict(), history=history, diverged=diverged, error=error)
+    return bool(error) or not math.isfinite(final) or final > math.log(spec.model.vocab_size)
 
 
 def _write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as f:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
         os.replace(tmp, path)  # a reader sees the old file or the whole new one, never half
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _read_cached(path: Path, spec: ExperimentSpec, key: str) -> Result | None:
+    """The result of ``spec`` cached at ``path``, or ``None`` (a miss) when there is none usable.
+
+    Unusable: missing or unreadable, not UTF-8, not JSON, not a result's shape, a result of
+    another spec, or a summary that contradicts its own curve. The caller then trains again and
+    overwrites the file, so a damaged cache heals itself instead of failing every later call.
+    """
+    try:
+        result = Result.from_json(path.read_text(encoding="utf-8"), key=key)
+    except (OSError, ValueError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        return None
+    h = result.history
+    finished = bool(result.error) or (bool(h.step) and h.step[-1] == spec.steps)
+    if (
+        result.spec != spec.to_dict()
+        or not finished
+        or result.diverged != _diverged(h, result.error, spec)
+    ):
+        return None
+    return result
 
 
 def run_experiment(spec: ExperimentSpec, use_cache: bool = True) -> Result:
@@ -251,11 +356,9 @@ def run_experiment(spec: ExperimentSpec, use_cache: bool = True) -> Result:
     """
     key = spec.key()
     path = experiments_dir() / f"{key}.json"
-    if use_cache and path.is_file():
-        try:
-            return Result.from_json(path.read_text(), key=key)
-        except (json.JSONDecodeError, KeyError, TypeError):
-            pass  # an unreadable cache file is just a miss: train again and overwrite it
+    cached = _read_cached(path, spec, key) if use_cache else None
+    if cached is not None:
+        return cached
     result = _train(spec)
     result.key = key
     _write_atomic(path, result.to_json())
@@ -271,8 +374,10 @@ def summary_table(param: str, values, results: list[Result]) -> str:
     """A plain-text table: each value of ``param`` with its final and best validation loss."""
     lines = [f"{param:>14} | final val | best val | diverged"]
     for v, r in zip(values, results):
-        lines.append(f"{v!s:>14} | {r.final_val_loss:9.3f} | {r.min_val_loss:8.3f} | "
-                     f"{'yes' if r.diverged else 'no'}")
+        lines.append(
+            f"{v!s:>14} | {r.final_val_loss:9.3f} | {r.min_val_loss:8.3f} | "
+            f"{'yes' if r.diverged else 'no'}"
+        )
     return "\n".join(lines)
 
 
@@ -286,10 +391,14 @@ def plot_sweep(param: str, values, results: list[Result], log_x: bool = False, t
     fig, (curves, finals) = plt.subplots(1, 2, figsize=(10, 3.6))
     for v, r in zip(values, results):
         h = r.history
-        curves.plot(h.tokens, h.val_loss, "--" if r.diverged else "-", marker=".",
-                    label=f"{param}={v}")
-    curves.set(xlabel="training tokens", ylabel="validation loss (nats per byte)",
-               title=title or f"validation loss, by {param}")
+        curves.plot(
+            h.tokens, h.val_loss, "--" if r.diverged else "-", marker=".", label=f"{param}={v}"
+        )
+    curves.set(
+        xlabel="training tokens",
+        ylabel="validation loss (nats per byte)",
+        title=title or f"validation loss, by {param}",
+    )
     curves.legend(fontsize=8)
     xs = list(range(len(values))) if not log_x else list(values)
     # A diverged run's huge losses would flatten everything else: cap the y axis a little above

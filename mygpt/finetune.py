@@ -12,20 +12,27 @@ padding, and no attention mask is needed.
 
 from __future__ import annotations
 
-import json
 import os
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import save_file
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from .checkpoint import CONFIG_NAME, WEIGHTS_NAME, atomic_write, read_weights
+from .checkpoint import (
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    config_from_dict,
+    read_json,
+    read_weights,
+    write_directory,
+    write_json,
+    write_weights,
+)
 from .config import GPTConfig
 from .device import progress
 from .errors import CheckpointError, ConfigError, DataError, PromptError
@@ -40,6 +47,7 @@ FORMAT = "mygpt-classifier"
 # --------------------------------------------------------------------------------------------
 # Data: balance, split, dataset, loader
 # --------------------------------------------------------------------------------------------
+
 
 def balance_classes(rows: Sequence[tuple[str, str]], seed: int = 123) -> list[tuple[str, str]]:
     """Undersample every label to the size of the rarest one; ``rows`` are ``(label, text)``.
@@ -57,14 +65,17 @@ def balance_classes(rows: Sequence[tuple[str, str]], seed: int = 123) -> list[tu
     return [row for label in sorted(by_label) for row in rng.sample(by_label[label], n)]
 
 
-def split_rows(rows: Sequence, fractions: Sequence[float] = (0.7, 0.1, 0.2),
-               seed: int = 123) -> tuple[list, ...]:
+def split_rows(
+    rows: Sequence, fractions: Sequence[float] = (0.7, 0.1, 0.2), seed: int = 123
+) -> tuple[list, ...]:
     """Shuffle ``rows`` with ``seed`` and cut them into parts of the given fractions (summing to 1).
 
     The last part takes whatever rounding leaves, so every row lands in exactly one part.
     """
     if not fractions or any(f < 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-9:
-        raise DataError(f"Split fractions must be non-negative and sum to 1, got {list(fractions)}.")
+        raise DataError(
+            f"Split fractions must be non-negative and sum to 1, got {list(fractions)}."
+        )
     shuffled = list(rows)
     random.Random(seed).shuffle(shuffled)
     parts, start = [], 0
@@ -85,7 +96,9 @@ class ClassificationDataset(Dataset):
 
     def __init__(self, texts: Sequence[str], labels: Sequence[int], max_length: int) -> None:
         if len(texts) != len(labels):
-            raise DataError(f"{len(texts)} texts but {len(labels)} labels: give one label per text.")
+            raise DataError(
+                f"{len(texts)} texts but {len(labels)} labels: give one label per text."
+            )
         if max_length < 1:
             raise ConfigError(f"max_length must be at least 1, got {max_length}.")
         self.max_length = max_length
@@ -106,8 +119,9 @@ def _encode_message(text: str, index: int) -> list[int]:
     return ids
 
 
-def pad_batch(batch: Sequence[tuple[torch.Tensor, torch.Tensor]],
-              pad_id: int = EOT_ID) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def pad_batch(
+    batch: Sequence[tuple[torch.Tensor, torch.Tensor]], pad_id: int = EOT_ID
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Right-pad a list of ``(ids, label)`` to ``(ids [B, T], lengths [B], labels [B])``."""
     lengths = torch.tensor([len(ids) for ids, _ in batch])
     x = torch.full((len(batch), int(lengths.max())), pad_id, dtype=torch.long)
@@ -116,18 +130,29 @@ def pad_batch(batch: Sequence[tuple[torch.Tensor, torch.Tensor]],
     return x, lengths, torch.stack([label for _, label in batch])
 
 
-def classification_loader(dataset: ClassificationDataset, batch_size: int = 8,
-                          shuffle: bool = False, seed: int = 123,
-                          drop_last: bool = False) -> DataLoader:
+def classification_loader(
+    dataset: ClassificationDataset,
+    batch_size: int = 8,
+    shuffle: bool = False,
+    seed: int = 123,
+    drop_last: bool = False,
+) -> DataLoader:
     """A loader of padded batches; shuffled with its own seeded generator when ``shuffle``."""
     generator = torch.Generator().manual_seed(seed) if shuffle else None
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
-                      drop_last=drop_last, collate_fn=pad_batch)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        generator=generator,
+        drop_last=drop_last,
+        collate_fn=pad_batch,
+    )
 
 
 # --------------------------------------------------------------------------------------------
 # The classifier
 # --------------------------------------------------------------------------------------------
+
 
 def pool(outputs: torch.Tensor, lengths: torch.Tensor, pooling: str = "last") -> torch.Tensor:
     """Reduce per-position outputs ``[B, T, C]`` of right-padded sequences to ``[B, C]``.
@@ -150,17 +175,26 @@ class GPTClassifier(nn.Module):
     ``max_length`` is where :func:`classify` truncates messages (default: the context length).
     """
 
-    def __init__(self, gpt: GPT, labels: Sequence[str] = ("ham", "spam"), pooling: str = "last",
-                 max_length: int | None = None) -> None:
+    def __init__(
+        self,
+        gpt: GPT,
+        labels: Sequence[str] = ("ham", "spam"),
+        pooling: str = "last",
+        max_length: int | None = None,
+    ) -> None:
         super().__init__()
         if pooling not in POOLINGS:
             raise ConfigError(f"Unknown pooling {pooling!r}; use one of {POOLINGS}.")
         if len(labels) < 2 or len(set(labels)) != len(labels):
-            raise ConfigError(f"A classifier needs two or more distinct labels, got {list(labels)}.")
+            raise ConfigError(
+                f"A classifier needs two or more distinct labels, got {list(labels)}."
+            )
         max_length = max_length or gpt.config.context_length
         if not 1 <= max_length <= gpt.config.context_length:
-            raise ConfigError(f"max_length {max_length} must be between 1 and the model's context "
-                              f"({gpt.config.context_length}).")
+            raise ConfigError(
+                f"max_length {max_length} must be between 1 and the model's context "
+                f"({gpt.config.context_length})."
+            )
         self.labels = list(labels)
         self.pooling = pooling
         self.max_length = max_length
@@ -193,12 +227,15 @@ def set_trainable(model: GPTClassifier, part: str = "last") -> int:
     gpt.requires_grad_(False)
     for module in parts[part]:
         module.requires_grad_(True)
-    return sum(p.numel() for p in {id(p): p for p in model.parameters() if p.requires_grad}.values())
+    return sum(
+        p.numel() for p in {id(p): p for p in model.parameters() if p.requires_grad}.values()
+    )
 
 
 # --------------------------------------------------------------------------------------------
 # Training and evaluation
 # --------------------------------------------------------------------------------------------
+
 
 @dataclass
 class ClassifierHistory:
@@ -218,10 +255,12 @@ def predict(model: GPTClassifier, loader, device=None) -> tuple[torch.Tensor, to
     was_training = model.training
     model.eval()
     preds, targets = [], []
-    for x, lengths, y in loader:
-        preds.append(model(x.to(device), lengths.to(device)).argmax(-1).cpu())
-        targets.append(y)
-    model.train(was_training)
+    try:
+        for x, lengths, y in loader:
+            preds.append(model(x.to(device), lengths.to(device)).argmax(-1).cpu())
+            targets.append(y)
+    finally:  # an error mid-loop must not leave a training model in eval mode
+        model.train(was_training)
     if not preds:
         raise DataError("The loader yielded no batch: is the dataset empty?")
     return torch.cat(preds), torch.cat(targets)
@@ -234,13 +273,15 @@ def evaluate_classifier(model: GPTClassifier, loader, device=None) -> tuple[floa
     was_training = model.training
     model.eval()
     loss, correct, n = 0.0, 0, 0
-    for x, lengths, y in loader:
-        logits = model(x.to(device), lengths.to(device))
-        y = y.to(device)
-        loss += F.cross_entropy(logits, y, reduction="sum").item()
-        correct += (logits.argmax(-1) == y).sum().item()
-        n += len(y)
-    model.train(was_training)
+    try:
+        for x, lengths, y in loader:
+            logits = model(x.to(device), lengths.to(device))
+            y = y.to(device)
+            loss += F.cross_entropy(logits, y, reduction="sum").item()
+            correct += (logits.argmax(-1) == y).sum().item()
+            n += len(y)
+    finally:  # an error mid-loop must not leave a training model in eval mode
+        model.train(was_training)
     if n == 0:
         raise DataError("The loader yielded no batch: is the dataset empty?")
     return loss / n, correct / n
@@ -248,12 +289,21 @@ def evaluate_classifier(model: GPTClassifier, loader, device=None) -> tuple[floa
 
 def confusion_matrix(preds: torch.Tensor, targets: torch.Tensor, n_classes: int) -> torch.Tensor:
     """``[n_classes, n_classes]`` counts: row = true class, column = predicted class."""
-    return torch.bincount(targets * n_classes + preds, minlength=n_classes**2).view(n_classes, n_classes)
+    return torch.bincount(targets * n_classes + preds, minlength=n_classes**2).view(
+        n_classes, n_classes
+    )
 
 
-def train_classifier(model: GPTClassifier, train_loader, val_loader=None, epochs: int = 3,
-                     lr: float = 5e-5, weight_decay: float = 0.1, device=None,
-                     log: bool = True) -> ClassifierHistory:
+def train_classifier(
+    model: GPTClassifier,
+    train_loader,
+    val_loader=None,
+    epochs: int = 3,
+    lr: float = 5e-5,
+    weight_decay: float = 0.1,
+    device=None,
+    log: bool = True,
+) -> ClassifierHistory:
     """Fine-tune ``model`` with cross-entropy on its pooled logits; returns the history.
 
     Only parameters with ``requires_grad`` are updated (see :func:`set_trainable`). After each
@@ -305,33 +355,54 @@ def classify(model: GPTClassifier, messages: Sequence[str], batch_size: int = 32
 # Saving and loading
 # --------------------------------------------------------------------------------------------
 
+
 def save_classifier(model: GPTClassifier, directory: str | os.PathLike) -> Path:
-    """Save weights (``model.safetensors``) and config with labels (``config.json``) atomically."""
-    directory = Path(directory)
+    """Save weights (``model.safetensors``) and config with labels (``config.json``) as
+    ``directory``, replacing any earlier contents as a whole (see
+    :func:`mygpt.checkpoint.write_directory`)."""
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    config = {"format": FORMAT, "gpt": model.config.to_dict(), "labels": model.labels,
-              "pooling": model.pooling, "max_length": model.max_length}
-    atomic_write(directory / WEIGHTS_NAME, lambda tmp: save_file(state, tmp))
-    atomic_write(directory / CONFIG_NAME, lambda tmp: Path(tmp).write_text(json.dumps(config, indent=2)))
-    return directory
+    config = {
+        "format": FORMAT,
+        "gpt": model.config.to_dict(),
+        "labels": model.labels,
+        "pooling": model.pooling,
+        "max_length": model.max_length,
+    }
+
+    def fill(tmp: Path) -> None:
+        write_weights(state, tmp / WEIGHTS_NAME)
+        write_json(config, tmp / CONFIG_NAME)
+
+    return write_directory(directory, fill)
 
 
 def load_classifier(path: str | os.PathLike, device=None) -> GPTClassifier:
     """Load a classifier saved by :func:`save_classifier` (in eval mode)."""
     directory = Path(path)
+    config_path = directory / CONFIG_NAME
+    config = read_json(
+        config_path,
+        f"No {CONFIG_NAME} in {directory}: is it a classifier saved by mygpt.save_classifier?",
+    )
+    if config.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{directory} holds no classifier (config.json has no "
+            f"'format': '{FORMAT}'); a language model loads with mygpt.load_model."
+        )
+    missing = [key for key in ("gpt", "labels", "pooling", "max_length") if key not in config]
+    if missing:
+        raise CheckpointError(
+            f"{config_path} has no {', '.join(map(repr, missing))}: it is damaged, "
+            f"or was not written by mygpt.save_classifier."
+        )
+    gpt_config = config_from_dict(config["gpt"], config_path)
     try:
-        config = json.loads((directory / CONFIG_NAME).read_text())
-    except FileNotFoundError:
-        raise CheckpointError(f"No {CONFIG_NAME} in {directory}: is it a classifier saved by "
-                              "mygpt.save_classifier?") from None
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"{directory / CONFIG_NAME} is not valid JSON: {e}") from e
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
-        raise CheckpointError(f"{directory} holds no classifier (config.json has no "
-                              f"'format': '{FORMAT}'); a language model loads with mygpt.load_model.")
-    with torch.random.fork_rng(devices=[]):  # the fresh weights are overwritten; keep RNG as is
-        model = GPTClassifier(GPT(GPTConfig.from_dict(config["gpt"])), config["labels"],
-                              config["pooling"], config["max_length"])
+        with torch.random.fork_rng(devices=[]):  # the fresh weights are overwritten; keep RNG as is
+            model = GPTClassifier(
+                GPT(gpt_config), config["labels"], config["pooling"], config["max_length"]
+            )
+    except (ConfigError, TypeError) as e:
+        raise CheckpointError(f"{config_path} does not describe a valid classifier: {e}") from e
     state = read_weights(directory / WEIGHTS_NAME)
     try:
         model.load_state_dict(state)

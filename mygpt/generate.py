@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 
+from .device import at_least_float32
 from .errors import PromptError, SamplingError
 from .model import GPT
-
 
 #: Below this temperature sampling is greedy: dividing logits by ~1e-45 would overflow to inf,
 #: and long before that the distribution is one-hot to float precision anyway.
@@ -25,21 +25,36 @@ GREEDY_BELOW = 1e-6
 _UNCHECKED = object()
 
 
-def check_sampling_args(temperature: float, top_k: int | None, top_p: float | None,
-                        vocab_size: int, max_new_tokens=_UNCHECKED) -> None:
+def check_sampling_args(
+    temperature: float,
+    top_k: int | None,
+    top_p: float | None,
+    vocab_size: int,
+    max_new_tokens=_UNCHECKED,
+) -> None:
     """Raise :class:`SamplingError` naming the first parameter that is out of range."""
-    if (isinstance(temperature, bool) or not isinstance(temperature, (int, float))
-            or not math.isfinite(temperature) or temperature < 0):
+    if (
+        isinstance(temperature, bool)
+        or not isinstance(temperature, (int, float))
+        or not math.isfinite(temperature)
+        or temperature < 0
+    ):
         raise SamplingError(
-            f"temperature must be a finite number >= 0 (0 = greedy), got {temperature!r}.")
-    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int)
-                              or not 1 <= top_k <= vocab_size):
+            f"temperature must be a finite number >= 0 (0 = greedy), got {temperature!r}."
+        )
+    if top_k is not None and (
+        isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= vocab_size
+    ):
         raise SamplingError(
-            f"top_k must be an integer in [1, {vocab_size}] (the vocabulary size) or None, got {top_k!r}.")
+            f"top_k must be an integer in [1, {vocab_size}] (the vocabulary size) or None, got {top_k!r}."
+        )
     if top_p is not None and (not isinstance(top_p, (int, float)) or not 0 < top_p <= 1):
         raise SamplingError(f"top_p must be in (0, 1] or None, got {top_p!r}.")
-    if max_new_tokens is not _UNCHECKED and (isinstance(max_new_tokens, bool)
-                                             or not isinstance(max_new_tokens, int) or max_new_tokens < 0):
+    if max_new_tokens is not _UNCHECKED and (
+        isinstance(max_new_tokens, bool)
+        or not isinstance(max_new_tokens, int)
+        or max_new_tokens < 0
+    ):
         raise SamplingError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}.")
 
 
@@ -67,10 +82,14 @@ def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
     return logits.masked_fill(drop, float("-inf"))
 
 
-def next_token_probs(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
-                     top_p: float | None = None) -> torch.Tensor:
+def next_token_probs(
+    logits: torch.Tensor,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+) -> torch.Tensor:
     """The distribution sampling draws from: temperature, then top-k, then top-p, then softmax."""
-    logits = apply_temperature(logits.float(), temperature)
+    logits = apply_temperature(at_least_float32(logits), temperature)
     if top_k is not None:
         logits = top_k_filter(logits, top_k)
     if top_p is not None:
@@ -78,8 +97,13 @@ def next_token_probs(logits: torch.Tensor, temperature: float = 1.0, top_k: int 
     return torch.softmax(logits, dim=-1)
 
 
-def sample_next_token(logits: torch.Tensor, temperature: float = 0.0, top_k: int | None = None,
-                      top_p: float | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+def sample_next_token(
+    logits: torch.Tensor,
+    temperature: float = 0.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Pick the next token of each row of ``logits`` ``[B, vocab]``; returns ``[B, 1]``.
 
     ``temperature == 0`` (or below :data:`GREEDY_BELOW`) is greedy decoding (the most likely token).
@@ -90,16 +114,62 @@ def sample_next_token(logits: torch.Tensor, temperature: float = 0.0, top_k: int
     return torch.multinomial(probs, num_samples=1, generator=generator)
 
 
-def _left_pad(prompts: Sequence[Sequence[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+def _left_pad(
+    prompts: Sequence[Sequence[int] | torch.Tensor], pad_id: int, device
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Left-pad prompts of different lengths so that every row ends at its last real token."""
     width = max(len(p) for p in prompts)
     idx = torch.full((len(prompts), width), pad_id, dtype=torch.long, device=device)
     mask = torch.zeros((len(prompts), width), dtype=torch.long, device=device)
     for row, p in enumerate(prompts):
         if len(p):
-            idx[row, width - len(p):] = torch.as_tensor(list(p), dtype=torch.long, device=device)
-            mask[row, width - len(p):] = 1
+            idx[row, width - len(p) :] = torch.as_tensor(p, dtype=torch.long, device=device)
+            mask[row, width - len(p) :] = 1
     return idx, mask
+
+
+def _as_prompt_tensors(prompts) -> list[torch.Tensor]:
+    """Each prompt of a list as a 1-D tensor, or :class:`PromptError` naming the one that is not."""
+    if isinstance(prompts, (str, bytes)) or not isinstance(prompts, Iterable):
+        raise PromptError(
+            f"Prompts must be a [B, T] tensor or a list of token-id lists, got "
+            f"{type(prompts).__name__}; encode text with mygpt.encode first."
+        )
+    tensors = []
+    for k, p in enumerate(prompts):
+        try:
+            t = torch.as_tensor(p)
+        except (TypeError, ValueError, RuntimeError) as e:  # strings, ragged lists, None ...
+            raise PromptError(
+                f"Prompt {k} is not a list of token ids ({e}); encode text with mygpt.encode first."
+            ) from None
+        if t.dim() != 1:
+            raise PromptError(
+                f"Prompt {k} must be a 1-D list of token ids, got shape {tuple(t.shape)}"
+                " (for one prompt, pass [[id, id, ...]] or a 1-D tensor)."
+            )
+        tensors.append(t)
+    return tensors
+
+
+def _check_ids(ids: torch.Tensor, vocab_size: int, name: str) -> None:
+    """:class:`PromptError` unless ``ids`` are integers in ``[0, vocab_size)``.
+
+    Checked up front: out of range, the embedding would fail with a bare ``IndexError`` (or, on
+    a GPU, a device-side assert), and float ids would be silently truncated to other tokens.
+    """
+    if ids.dtype == torch.bool or ids.is_floating_point() or ids.is_complex():
+        raise PromptError(
+            f"{name} must be integer token ids, got dtype {ids.dtype}; encode text "
+            "with mygpt.encode (or pass a tensor of dtype torch.long)."
+        )
+    bad = ids[(ids < 0) | (ids >= vocab_size)]
+    if bad.numel():
+        raise PromptError(
+            f"{name} holds token id {int(bad[0])}, outside the model's vocabulary of "
+            f"{vocab_size} ids (0..{vocab_size - 1}): encode it with the tokenizer the "
+            "model was trained with."
+        )
 
 
 @torch.inference_mode()
@@ -140,21 +210,34 @@ def generate(
     if isinstance(idx, torch.Tensor):
         if idx.dim() == 1:
             idx = idx.unsqueeze(0)
+        if idx.dim() != 2:
+            raise PromptError(
+                f"A prompt tensor must hold token ids as [T] or [B, T], got shape "
+                f"{tuple(idx.shape)}."
+            )
         prompts = None
     else:
-        prompts = [list(p) for p in idx]
+        prompts = _as_prompt_tensors(idx)
         if not prompts:
             raise PromptError("No prompts given: pass at least one list of token ids.")
     lengths = [idx.size(1)] * idx.size(0) if prompts is None else [len(p) for p in prompts]
     if min(lengths) == 0:
-        raise PromptError("A prompt is empty: give at least one token (e.g. <|endoftext|>, id 50256).")
+        raise PromptError(
+            "A prompt is empty: give at least one token (e.g. <|endoftext|>, id 50256)."
+        )
+    for k, ids in enumerate([idx] if prompts is None else prompts):
+        _check_ids(ids, cfg.vocab_size, "The prompt" if prompts is None else f"Prompt {k}")
     if max(lengths) > cfg.context_length - 1:
         if not truncate:
             raise PromptError(
                 f"Prompt of {max(lengths)} tokens does not fit the model's context of "
                 f"{cfg.context_length} tokens (one position is needed for the next token). "
-                f"Shorten it, or pass truncate=True to keep its last {cfg.context_length - 1} tokens.")
-        warnings.warn(f"Prompt of {max(lengths)} tokens truncated to its last {cfg.context_length - 1}.")
+                f"Shorten it, or pass truncate=True to keep its last {cfg.context_length - 1} tokens."
+            )
+        warnings.warn(
+            f"Prompt of {max(lengths)} tokens truncated to its last {cfg.context_length - 1}.",
+            stacklevel=2,
+        )
         keep = cfg.context_length - 1
         if prompts is None:
             idx = idx[:, -keep:]
@@ -174,23 +257,32 @@ def generate(
     finished = torch.zeros(B, dtype=torch.bool, device=device)
     # A cache just long enough for this call (not the whole context): less memory to allocate,
     # and each layer's keys lie closer together.
-    cache = model.new_kv_cache(B, min(cfg.context_length, idx.size(1) + max_new_tokens)) if use_cache else None
+    cache = (
+        model.new_kv_cache(B, min(cfg.context_length, idx.size(1) + max_new_tokens))
+        if use_cache
+        else None
+    )
     fed = 0  # how many positions of idx the cache already holds
 
     for _ in range(max_new_tokens):
         if cache is not None and idx.size(1) > cfg.context_length:
             cache = None  # past the context: from here on, recompute over a sliding window
         if cache is None:
-            window = idx[:, -cfg.context_length:]
-            mask = attn[:, -cfg.context_length:] if attn is not None else None
-            logits = model(window, attention_mask=mask, position_ids=_positions(mask, window),
-                           last_only=True)
+            window = idx[:, -cfg.context_length :]
+            mask = attn[:, -cfg.context_length :] if attn is not None else None
+            logits = model(
+                window, attention_mask=mask, position_ids=_positions(mask, window), last_only=True
+            )
         else:
             new = idx[:, fed:]
             mask = attn if attn is not None else None
-            logits = model(new, kv_cache=cache, attention_mask=mask,
-                           position_ids=_positions(mask, idx)[:, fed:] if mask is not None else None,
-                           last_only=True)
+            logits = model(
+                new,
+                kv_cache=cache,
+                attention_mask=mask,
+                position_ids=_positions(mask, idx)[:, fed:] if mask is not None else None,
+                last_only=True,
+            )
             fed = idx.size(1)
         next_id = sample_next_token(logits[:, -1, :], temperature, top_k, top_p, generator)
         if eos_id is not None:
@@ -237,20 +329,35 @@ def generate_text(
     else:
         prompts = None
     if not prompts or any(not isinstance(p, str) for p in prompts):
-        raise PromptError(f"prompt must be a string or a non-empty list of strings, got {prompt!r}.")
+        raise PromptError(
+            f"prompt must be a string or a non-empty list of strings, got {prompt!r}."
+        )
     ids = [encode(p) for p in prompts]
     if any(len(i) == 0 for i in ids):
-        raise PromptError("An empty prompt has no token to continue from; write at least one "
-                          "word (or '<|endoftext|>' to start from nothing).")
-    out = generate(model, ids, max_new_tokens, temperature, top_k, top_p,
-                   eos_id=EOT_ID if stop_at_eos else None, seed=seed, use_cache=use_cache,
-                   truncate=truncate)
+        raise PromptError(
+            "An empty prompt has no token to continue from; write at least one "
+            "word (or '<|endoftext|>' to start from nothing)."
+        )
+    out = generate(
+        model,
+        ids,
+        max_new_tokens,
+        temperature,
+        top_k,
+        top_p,
+        eos_id=EOT_ID if stop_at_eos else None,
+        seed=seed,
+        use_cache=use_cache,
+        truncate=truncate,
+    )
     width = max(len(i) for i in ids)
     texts = []
     for row, prompt_ids in enumerate(ids):
         new = out[row, width:].tolist()
         if stop_at_eos and EOT_ID in new:
-            new = new[:new.index(EOT_ID)]
-        texts.append(decode(prompt_ids[-(model.config.context_length - 1):] if truncate else prompt_ids)
-                     + decode(new))
+            new = new[: new.index(EOT_ID)]
+        texts.append(
+            decode(prompt_ids[-(model.config.context_length - 1) :] if truncate else prompt_ids)
+            + decode(new)
+        )
     return texts[0] if isinstance(prompt, str) else texts

@@ -41,7 +41,9 @@ def _onednn_ok(device: torch.device, dtype: torch.dtype) -> bool:
         return False
     if dtype == torch.bfloat16 and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
         return False
-    return hasattr(torch.ops.mkldnn, "_reorder_linear_weight") and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+    return hasattr(torch.ops.mkldnn, "_reorder_linear_weight") and hasattr(
+        torch.ops.mkldnn, "_linear_pointwise"
+    )
 
 
 class PackedLinear(nn.Module):
@@ -84,7 +86,9 @@ class Int8Linear(nn.Module):
         self.in_features, self.out_features = linear.in_features, linear.out_features
         # Symmetric per-row scale: the row's largest |w| maps to 127, so no weight is clipped.
         scale = w.abs().amax(dim=1).clamp(min=1e-12) / 127
-        self.register_buffer("weight_int8", torch.round(w / scale[:, None]).clamp(-127, 127).to(torch.int8))
+        self.register_buffer(
+            "weight_int8", torch.round(w / scale[:, None]).clamp(-127, 127).to(torch.int8)
+        )
         self.register_buffer("scale", scale)
         self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().clone())
 
@@ -95,8 +99,9 @@ class Int8Linear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x2 = x.reshape(-1, self.in_features)
         if _int8_kernel_works(x.device):
-            y = torch._weight_int8pack_mm(x2.to(torch.bfloat16), self.weight_int8,
-                                          self.scale.to(torch.bfloat16)).to(x.dtype)
+            y = torch._weight_int8pack_mm(
+                x2.to(torch.bfloat16), self.weight_int8, self.scale.to(torch.bfloat16)
+            ).to(x.dtype)
         else:
             y = F.linear(x2, self.dequantized_weight().to(x.dtype))
         if self.bias is not None:
@@ -135,8 +140,10 @@ class ExactMaxLinear(nn.Module):
         x2 = x.reshape(-1, self.in_features)
         est = self.approx(x2).float()
         before_bias = est if self.bias is None else est - self.bias.float()
-        bound = 2 * (self.approx.scale[None, :] * x2.abs().sum(-1, keepdim=True).float() * (0.5 + 127 / 2**9)
-                     + before_bias.abs() / 2**8)
+        bound = 2 * (
+            self.approx.scale[None, :] * x2.abs().sum(-1, keepdim=True).float() * (0.5 + 127 / 2**9)
+            + before_bias.abs() / 2**8
+        )
         threshold = (est - bound).amax(dim=-1, keepdim=True)
         rows, cols = torch.nonzero(est + bound >= threshold, as_tuple=True)
         exact = (self.weight[cols].float() * x2[rows].float()).sum(-1)
@@ -185,8 +192,10 @@ def optimize_for_inference(model: GPT, weights: str = "fp32", exact_max_head: bo
     if weights not in WEIGHT_FORMATS:
         raise ConfigError(f"weights must be one of {WEIGHT_FORMATS}, got {weights!r}.")
     if exact_max_head and weights != "fp32":
-        raise ConfigError(f"exact_max_head=True needs weights='fp32' (got {weights!r}): its point is "
-                          "the fp32 model's exact argmax.")
+        raise ConfigError(
+            f"exact_max_head=True needs weights='fp32' (got {weights!r}): its point is "
+            "the fp32 model's exact argmax."
+        )
     model = copy.deepcopy(model).eval()
     if exact_max_head:
         model.lm_head = ExactMaxLinear(model.lm_head)

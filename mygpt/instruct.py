@@ -14,8 +14,8 @@ import json
 import random
 import string
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -26,8 +26,10 @@ from .model import GPT
 from .tokenizer import EOT_ID, decode, encode
 
 #: The preamble of the Alpaca format (Taori et al., 2023).
-ALPACA_PREAMBLE = ("Below is an instruction that describes a task. "
-                   "Write a response that appropriately completes the request.")
+ALPACA_PREAMBLE = (
+    "Below is an instruction that describes a task. "
+    "Write a response that appropriately completes the request."
+)
 RESPONSE_HEADER = "\n\n### Response:\n"
 IGNORE_INDEX = -100
 
@@ -38,25 +40,29 @@ def format_prompt(entry: dict) -> str:
     try:
         text = f"{ALPACA_PREAMBLE}\n\n### Instruction:\n{entry['instruction']}"
     except (KeyError, TypeError):
-        raise DataError(f"An instruction record must be a dict with an 'instruction' key, got "
-                        f"{entry!r}.") from None
+        raise DataError(
+            f"An instruction record must be a dict with an 'instruction' key, got {entry!r}."
+        ) from None
     if entry.get("input"):
         text += f"\n\n### Input:\n{entry['input']}"
     return text + RESPONSE_HEADER
 
 
-def split_records(records: Sequence, train_frac: float = 0.85, test_frac: float = 0.1,
-                  seed: int | None = None) -> tuple[list, list, list]:
+def split_records(
+    records: Sequence, train_frac: float = 0.85, test_frac: float = 0.1, seed: int | None = None
+) -> tuple[list, list, list]:
     """Split ``records`` into (train, validation, test) lists: the first ``train_frac``, the next
     ``test_frac`` as test, the rest validation. ``seed`` shuffles a copy first (``None``: keep order)."""
     if not (0 < train_frac < 1 and 0 < test_frac < 1 and train_frac + test_frac < 1):
-        raise DataError(f"train_frac and test_frac must be in (0, 1) and sum to less than 1, got "
-                        f"{train_frac} and {test_frac}.")
+        raise DataError(
+            f"train_frac and test_frac must be in (0, 1) and sum to less than 1, got "
+            f"{train_frac} and {test_frac}."
+        )
     records = list(records)
     if seed is not None:
         random.Random(seed).shuffle(records)
     n_train, n_test = int(len(records) * train_frac), int(len(records) * test_frac)
-    return (records[:n_train], records[n_train + n_test:], records[n_train:n_train + n_test])
+    return (records[:n_train], records[n_train + n_test :], records[n_train : n_train + n_test])
 
 
 class PromptResponseDataset(Dataset):
@@ -69,8 +75,11 @@ class PromptResponseDataset(Dataset):
     def __init__(self, pairs: Sequence[tuple[str, str]]) -> None:
         self.items: list[tuple[list[int], int]] = []
         for pair in pairs:
-            if not (isinstance(pair, (tuple, list)) and len(pair) == 2
-                    and all(isinstance(s, str) for s in pair)):
+            if not (
+                isinstance(pair, (tuple, list))
+                and len(pair) == 2
+                and all(isinstance(s, str) for s in pair)
+            ):
                 raise DataError(f"Each pair must be (prompt, response) strings, got {pair!r}.")
             prompt, response = pair
             self.items.append((encode(prompt + response), len(encode(prompt))))
@@ -89,9 +98,13 @@ def instruction_pairs(records: Sequence[dict]) -> list[tuple[str, str]]:
     return [(format_prompt(r), r["output"]) for r in records]
 
 
-def collate(batch: Sequence[tuple[list[int], int | Sequence[bool]]], pad_id: int = EOT_ID,
-            ignore_index: int = IGNORE_INDEX, max_length: int | None = None,
-            mask_prompt: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def collate(
+    batch: Sequence[tuple[list[int], int | Sequence[bool]]],
+    pad_id: int = EOT_ID,
+    ignore_index: int = IGNORE_INDEX,
+    max_length: int | None = None,
+    mask_prompt: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Pad a batch of ``(ids, prompt_len)`` items into inputs ``x`` and targets ``y``, ``[B, T]``.
 
     Each sequence gets one ``<|endoftext|>`` appended (so the model learns to stop), then is padded
@@ -115,17 +128,17 @@ def collate(batch: Sequence[tuple[list[int], int | Sequence[bool]]], pad_id: int
         x = torch.tensor(seq[:-1])
         y = torch.tensor(seq[1:])
         # y[i] is token i+1: real targets are y[:real-1]; the rest is padding.
-        y[real - 1:] = ignore_index
+        y[real - 1 :] = ignore_index
         if isinstance(given, int):
             if mask_prompt:
                 # Targets y[0 .. prompt_len-2] are prompt tokens 1 .. prompt_len-1.
-                y[:max(given - 1, 0)] = ignore_index
+                y[: max(given - 1, 0)] = ignore_index
         else:
             if len(given) != len(ids):
                 raise DataError(f"An item has {len(ids)} tokens but {len(given)} target flags.")
             # y[i] is token i+1, so it counts if token i+1 is flagged; the end-of-text always counts.
             counts = torch.tensor([bool(f) for f in given[1:]] + [True])
-            y[:real - 1][~counts] = ignore_index
+            y[: real - 1][~counts] = ignore_index
         xs.append(x)
         ys.append(y)
     x, y = torch.stack(xs), torch.stack(ys)
@@ -134,28 +147,53 @@ def collate(batch: Sequence[tuple[list[int], int | Sequence[bool]]], pad_id: int
     return x, y
 
 
-def item_loader(items: Sequence, batch_size: int = 8, shuffle: bool = True, seed: int = 123,
-                drop_last: bool = False, **collate_options) -> DataLoader:
+def item_loader(
+    items: Sequence,
+    batch_size: int = 8,
+    shuffle: bool = True,
+    seed: int = 123,
+    drop_last: bool = False,
+    **collate_options,
+) -> DataLoader:
     """A :class:`~torch.utils.data.DataLoader` of :func:`collate`-d batches of ready ``items``.
 
     Shuffled loaders carry a seeded generator, as :func:`mygpt.train` needs for replayable order.
     ``collate_options`` (``max_length``, ``mask_prompt``) go to :func:`collate`.
     """
-    return DataLoader(items, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
-                      generator=torch.Generator().manual_seed(seed) if shuffle else None,
-                      collate_fn=lambda b: collate(b, **collate_options))
+    return DataLoader(
+        items,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        drop_last=drop_last,
+        generator=torch.Generator().manual_seed(seed) if shuffle else None,
+        collate_fn=lambda b: collate(b, **collate_options),
+    )
 
 
-def create_loader(pairs: Sequence[tuple[str, str]], batch_size: int = 8, shuffle: bool = True,
-                  max_length: int | None = None, mask_prompt: bool = False, seed: int = 123,
-                  drop_last: bool = False) -> DataLoader:
+def create_loader(
+    pairs: Sequence[tuple[str, str]],
+    batch_size: int = 8,
+    shuffle: bool = True,
+    max_length: int | None = None,
+    mask_prompt: bool = False,
+    seed: int = 123,
+    drop_last: bool = False,
+) -> DataLoader:
     """:func:`item_loader` over the ``(prompt, response)`` ``pairs``, tokenized."""
-    return item_loader(PromptResponseDataset(pairs), batch_size, shuffle, seed, drop_last,
-                       max_length=max_length, mask_prompt=mask_prompt)
+    return item_loader(
+        PromptResponseDataset(pairs),
+        batch_size,
+        shuffle,
+        seed,
+        drop_last,
+        max_length=max_length,
+        mask_prompt=mask_prompt,
+    )
 
 
-def generate_responses(model: GPT, prompts: Sequence[str], max_new_tokens: int = 48,
-                       batch_size: int = 16) -> list[str]:
+def generate_responses(
+    model: GPT, prompts: Sequence[str], max_new_tokens: int = 48, batch_size: int = 16
+) -> list[str]:
     """Greedy responses to ``prompts`` (strings), cut at ``<|endoftext|>`` and stripped.
 
     Prompts are batched (left-padded by :func:`mygpt.generate`); a prompt longer than the context
@@ -164,29 +202,32 @@ def generate_responses(model: GPT, prompts: Sequence[str], max_new_tokens: int =
     keep = model.config.context_length - max_new_tokens
     out: list[str] = []
     for start in range(0, len(prompts), batch_size):
-        ids = [encode(p)[-keep:] for p in prompts[start:start + batch_size]]
+        ids = [encode(p)[-keep:] for p in prompts[start : start + batch_size]]
         width = max(len(i) for i in ids)
         rows = generate(model, ids, max_new_tokens, eos_id=EOT_ID)
         for row in rows[:, width:].tolist():
             if EOT_ID in row:
-                row = row[:row.index(EOT_ID)]
+                row = row[: row.index(EOT_ID)]
             out.append(decode(row).strip())
     return out
 
 
-def save_responses(records: Sequence[dict], responses: Sequence[str], path: str | Path,
-                   key: str = "model_response") -> Path:
+def save_responses(
+    records: Sequence[dict], responses: Sequence[str], path: str | Path, key: str = "model_response"
+) -> Path:
     """Write ``records`` with ``responses`` added under ``key`` as a JSON list; returns the path."""
     if len(records) != len(responses):
         raise DataError(f"{len(records)} records but {len(responses)} responses.")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps([{**r, key: s} for r, s in zip(records, responses)], indent=1),
-                    encoding="utf-8")
+    path.write_text(
+        json.dumps([{**r, key: s} for r, s in zip(records, responses)], indent=1), encoding="utf-8"
+    )
     return path
 
 
 # --- scores that need no other model ------------------------------------------------------------
+
 
 def normalize(text: str) -> list[str]:
     """Lower-case words with punctuation and the articles a/an/the removed (SQuAD's normalisation)."""
@@ -237,9 +278,12 @@ def rouge_l(prediction: str, reference: str) -> float:
 def score_responses(responses: Sequence[str], references: Sequence[str]) -> dict[str, float]:
     """Mean exact match, token F1 and ROUGE-L of ``responses`` against ``references``."""
     if len(responses) != len(references) or not responses:
-        raise DataError(f"Need equally many responses and references (at least one), got "
-                        f"{len(responses)} and {len(references)}.")
+        raise DataError(
+            f"Need equally many responses and references (at least one), got "
+            f"{len(responses)} and {len(references)}."
+        )
     n = len(responses)
-    return {name: sum(f(a, b) for a, b in zip(responses, references)) / n
-            for name, f in (("exact_match", exact_match), ("token_f1", token_f1),
-                            ("rouge_l", rouge_l))}
+    return {
+        name: sum(f(a, b) for a, b in zip(responses, references)) / n
+        for name, f in (("exact_match", exact_match), ("token_f1", token_f1), ("rouge_l", rouge_l))
+    }

@@ -18,10 +18,11 @@ so the measures work for any tokenizer:
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
+from .device import at_least_float32
 from .errors import SamplingError
 from .model import GPT
 
@@ -30,7 +31,9 @@ def _rows(samples: Sequence[Sequence[int]] | torch.Tensor) -> list[list[int]]:
     """Samples as a list of lists of ints (a ``[B, T]`` tensor is split into its rows)."""
     if isinstance(samples, torch.Tensor):
         if samples.dim() != 2:
-            raise SamplingError(f"Expected samples as a [B, T] tensor, got shape {tuple(samples.shape)}.")
+            raise SamplingError(
+                f"Expected samples as a [B, T] tensor, got shape {tuple(samples.shape)}."
+            )
         return samples.tolist()
     return [list(s) for s in samples]
 
@@ -44,7 +47,7 @@ def ngrams(ids: Sequence[int], n: int) -> list[tuple[int, ...]]:
     """The ``len(ids) - n + 1`` overlapping n-grams of ``ids`` (none if it is shorter than ``n``)."""
     _check_n(n)
     ids = list(ids)
-    return [tuple(ids[i:i + n]) for i in range(len(ids) - n + 1)]
+    return [tuple(ids[i : i + n]) for i in range(len(ids) - n + 1)]
 
 
 def distinct_n(samples: Sequence[Sequence[int]] | torch.Tensor, n: int) -> float:
@@ -75,8 +78,9 @@ def repetition_rate(ids: Sequence[int], n: int = 3) -> float:
     return repeats / len(grams)
 
 
-def cut_at_stop(new_tokens: Sequence[Sequence[int]] | torch.Tensor,
-                eos_id: int | None) -> tuple[list[list[int]], list[bool]]:
+def cut_at_stop(
+    new_tokens: Sequence[Sequence[int]] | torch.Tensor, eos_id: int | None
+) -> tuple[list[list[int]], list[bool]]:
     """Each sample's tokens up to and including its first ``eos_id``, and whether it had one.
 
     :func:`mygpt.generate` pads a finished row with the stop token; this drops that padding.
@@ -85,7 +89,7 @@ def cut_at_stop(new_tokens: Sequence[Sequence[int]] | torch.Tensor,
     cut, stopped = [], []
     for row in _rows(new_tokens):
         if eos_id is not None and eos_id in row:
-            cut.append(row[:row.index(eos_id) + 1])
+            cut.append(row[: row.index(eos_id) + 1])
             stopped.append(True)
         else:
             cut.append(row)
@@ -102,15 +106,18 @@ def token_log_probs(model: GPT, idx: torch.Tensor, start: int) -> torch.Tensor:
     own distribution, whatever settings produced the tokens.
     """
     if idx.dim() != 2 or not 1 <= start < idx.size(1):
-        raise SamplingError(f"Need a [B, T] tensor and 1 <= start < T; got shape "
-                            f"{tuple(idx.shape)} and start={start}.")
-    logits = model(idx.to(model.tok_emb.weight.device))[:, start - 1:-1, :].float()
+        raise SamplingError(
+            f"Need a [B, T] tensor and 1 <= start < T; got shape "
+            f"{tuple(idx.shape)} and start={start}."
+        )
+    logits = at_least_float32(model(idx.to(model.tok_emb.weight.device))[:, start - 1 : -1, :])
     logp = torch.log_softmax(logits, dim=-1)
     return logp.gather(-1, idx[:, start:, None].to(logp.device)).squeeze(-1).cpu()
 
 
-def mean_log_likelihood(model: GPT, idx: torch.Tensor, start: int,
-                        lengths: Sequence[int] | None = None) -> list[float]:
+def mean_log_likelihood(
+    model: GPT, idx: torch.Tensor, start: int, lengths: Sequence[int] | None = None
+) -> list[float]:
     """Mean log-probability per generated token of each row of ``idx`` (tokens from ``start``).
 
     ``lengths``: how many generated tokens of each row count (e.g. up to the stop token, from
@@ -120,13 +127,16 @@ def mean_log_likelihood(model: GPT, idx: torch.Tensor, start: int,
     if lengths is None:
         lengths = [logp.size(1)] * logp.size(0)
     if len(lengths) != logp.size(0) or any(not 1 <= n <= logp.size(1) for n in lengths):
-        raise SamplingError(f"lengths must give 1..{logp.size(1)} tokens for each of the "
-                            f"{logp.size(0)} rows, got {list(lengths)!r}.")
+        raise SamplingError(
+            f"lengths must give 1..{logp.size(1)} tokens for each of the "
+            f"{logp.size(0)} rows, got {list(lengths)!r}."
+        )
     return [logp[row, :n].mean().item() for row, n in enumerate(lengths)]
 
 
-def sample_metrics(model: GPT, out: torch.Tensor, prompt_len: int, eos_id: int | None = None,
-                   rep_n: int = 3) -> dict[str, float]:
+def sample_metrics(
+    model: GPT, out: torch.Tensor, prompt_len: int, eos_id: int | None = None, rep_n: int = 3
+) -> dict[str, float]:
     """Every measure of this module for one batch from :func:`mygpt.generate`.
 
     ``out`` is ``[B, prompt_len + new]`` (all prompts of length ``prompt_len``). Samples are cut
@@ -137,7 +147,9 @@ def sample_metrics(model: GPT, out: torch.Tensor, prompt_len: int, eos_id: int |
     """
     cut, stopped = cut_at_stop(out[:, prompt_len:], eos_id)
     lengths = [len(c) for c in cut]
-    reps = [r for r in (repetition_rate(c, rep_n) for c in cut) if not math.isnan(r)]  # nan: too short
+    reps = [
+        r for r in (repetition_rate(c, rep_n) for c in cut) if not math.isnan(r)
+    ]  # nan: too short
     ll = mean_log_likelihood(model, out, prompt_len, lengths)
     return {
         "distinct_1": distinct_n(cut, 1),

@@ -8,6 +8,7 @@ weights with the token embedding.
 from __future__ import annotations
 
 import math
+import os
 
 import torch
 import torch.nn.functional as F
@@ -15,7 +16,7 @@ from torch import nn
 
 from .attention import CausalSelfAttention, KVCache, causal_mask
 from .config import GPTConfig
-from .errors import PromptError
+from .errors import ConfigError, PromptError
 
 
 class LayerNorm(nn.Module):
@@ -82,6 +83,7 @@ class GPT(nn.Module):
 
     def __init__(self, cfg: GPTConfig) -> None:
         super().__init__()
+        _check_fits_in_memory(cfg)
         self.config = cfg
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.n_embd)
         self.pos_emb = nn.Embedding(cfg.context_length, cfg.n_embd)
@@ -148,8 +150,10 @@ class GPT(nn.Module):
             x = x[:, -1:, :]
         elif logits_at is not None:
             if logits_at.shape != (B, T) or logits_at.dtype != torch.bool:
-                raise ValueError(f"logits_at must be a boolean tensor of shape {(B, T)}, got "
-                                 f"{logits_at.dtype} {tuple(logits_at.shape)}.")
+                raise ValueError(
+                    f"logits_at must be a boolean tensor of shape {(B, T)}, got "
+                    f"{logits_at.dtype} {tuple(logits_at.shape)}."
+                )
             x = x[logits_at]
         return self.lm_head(self.ln_f(x))
 
@@ -187,4 +191,35 @@ class GPT(nn.Module):
 def _diagonal(n_query: int, n_key: int, device) -> torch.Tensor:
     """True where query ``i`` meets its own key (at position ``n_key - n_query + i``)."""
     offset = n_key - n_query
-    return torch.arange(n_key, device=device)[None, :] == torch.arange(n_query, device=device)[:, None] + offset
+    return (
+        torch.arange(n_key, device=device)[None, :]
+        == torch.arange(n_query, device=device)[:, None] + offset
+    )
+
+
+def _memory_bytes(device: torch.device) -> int | None:
+    """Total memory of ``device`` (the machine's RAM for the CPU), or ``None`` when unknown."""
+    if device.type == "cpu" and hasattr(os, "sysconf"):
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory
+    return None  # meta (no memory at all), MPS, ...
+
+
+def _check_fits_in_memory(cfg: GPTConfig) -> None:
+    """Refuse a model whose parameters alone exceed the memory of the device it is built on.
+
+    Without this, a typo such as ``n_embd=10**6`` fails deep in the allocator, or the operating
+    system's out-of-memory killer ends the process half-way through initialising the weights.
+    """
+    device, dtype = torch.get_default_device(), torch.get_default_dtype()
+    memory = _memory_bytes(device)
+    size = cfg.num_parameters() * dtype.itemsize
+    if memory is not None and size > memory:
+        raise ConfigError(
+            f"A GPT with this configuration has {cfg.num_parameters():,} parameters "
+            f"({size / 2**30:.1f} GiB in {str(dtype).removeprefix('torch.')}), more than the "
+            f"{memory / 2**30:.1f} GiB of memory of the device it is built on ({device}). Choose "
+            f"a smaller context_length, n_embd, n_layer or vocab_size, or build it on the meta "
+            f"device (with torch.device('meta'): ...) to inspect its shapes."
+        )

@@ -48,7 +48,11 @@ def cache_dir() -> Path:
     Downloads of public files go to its ``data/`` subfolder, trained models to ``models/``.
     """
     value = os.environ.get("MYGPT_CACHE_DIR", "")
-    return Path(os.path.abspath(os.path.expanduser(value))) if value else Path.home() / ".cache" / "mygpt"
+    return (
+        Path(os.path.abspath(os.path.expanduser(value)))
+        if value
+        else Path.home() / ".cache" / "mygpt"
+    )
 
 
 resolve_environment()

@@ -188,9 +188,7 @@ def _open(path: Path):
         ) from e
 
 
-def _infer_config(
-    shapes: dict[str, tuple], hub: dict | None, tied: bool, path: Path
-) -> GPTConfig:
+def _infer_config(shapes: dict[str, tuple], hub: dict | None, tied: bool, path: Path) -> GPTConfig:
     """The model configuration: from ``config.json`` when given, else from the tensor shapes."""
     if hub is not None:
         odd = {k: hub[k] for k, ok in _GPT2_ONLY.items() if k in hub and hub[k] not in ok}

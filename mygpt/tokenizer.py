@@ -34,9 +34,7 @@ VOCAB_SIZE = 50257
 """Number of ids in GPT-2's vocabulary: 256 bytes + 50,000 merges + ``<|endoftext|>``."""
 
 
-
-
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def get_tokenizer() -> tiktoken.Encoding:
     """Return tiktoken's GPT-2 encoding (loaded once, then cached).
 
@@ -53,11 +51,22 @@ def get_tokenizer() -> tiktoken.Encoding:
         ) from exc
 
 
-def _check_text(text: object, what: str) -> str:
-    """Return ``text`` if it is a ``str`` that has UTF-8 bytes; raise :class:`TokenizerError` if not."""
+def check_text(text: object, what: str) -> str:
+    """Return ``text`` if it is a ``str`` with UTF-8 bytes; raise :class:`TokenizerError` if not.
+
+    The one input check of both tokenizers (this module's and :class:`mygpt.bpe.BPETokenizer`):
+    ``what`` names the caller in the message (e.g. ``"encode()"``). Bytes get a hint to decode
+    them first; a string with a lone surrogate (no UTF-8 bytes) is refused with its position.
+    """
     if not isinstance(text, str):
-        hint = " Decode bytes first: data.decode('utf-8')." if isinstance(text, (bytes, bytearray)) else ""
-        raise TokenizerError(f"{what} expects text (a str), got {type(text).__name__}: {text!r:.60}.{hint}")
+        hint = (
+            " Decode bytes first: data.decode('utf-8')."
+            if isinstance(text, (bytes, bytearray))
+            else ""
+        )
+        raise TokenizerError(
+            f"{what} expects text (a str), got {type(text).__name__}: {text!r:.60}.{hint}"
+        )
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
@@ -91,7 +100,7 @@ def encode(
         TokenizerError: ``text`` is not a ``str`` (or holds lone surrogates), or it contains a
             special token that ``allowed_special`` does not allow.
     """
-    text = _check_text(text, "encode()")
+    text = check_text(text, "encode()")
     enc = get_tokenizer()
     allowed = enc.special_tokens_set if allowed_special == "all" else _as_set(allowed_special)
     for special in sorted(enc.special_tokens_set - allowed):
@@ -107,8 +116,11 @@ def encode(
 
 def _as_set(allowed_special: object) -> set[str]:
     """``allowed_special`` as a set of strings, or a :class:`TokenizerError` saying what is expected."""
-    if isinstance(allowed_special, (str, bytes)) or not isinstance(allowed_special, Collection) \
-            or not all(isinstance(s, str) for s in allowed_special):
+    if (
+        isinstance(allowed_special, (str, bytes))
+        or not isinstance(allowed_special, Collection)
+        or not all(isinstance(s, str) for s in allowed_special)
+    ):
         raise TokenizerError(
             f"allowed_special must be 'all' or a set of special-token strings such as {{{EOT!r}}}, "
             f"got {allowed_special!r:.60}."
@@ -122,7 +134,7 @@ def encode_ordinary(text: str) -> list[int]:
     ``encode_ordinary("<|endoftext|>")`` gives the ids of ``<``, ``|``, ``endoftext`` ... rather
     than 50256. Raises :class:`TokenizerError` if ``text`` is not a valid ``str``.
     """
-    return get_tokenizer().encode_ordinary(_check_text(text, "encode_ordinary()"))
+    return get_tokenizer().encode_ordinary(check_text(text, "encode_ordinary()"))
 
 
 def _ids_as_list(ids: object, what: str) -> list[int]:
@@ -134,7 +146,9 @@ def _ids_as_list(ids: object, what: str) -> list[int]:
                 " Use ids_to_text() for a [1, T] batch, or index one row: ids[0]."
             )
         if ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype == torch.bool:
-            raise TokenizerError(f"{what} expects integer token ids, got a tensor of dtype {ids.dtype}.")
+            raise TokenizerError(
+                f"{what} expects integer token ids, got a tensor of dtype {ids.dtype}."
+            )
         ids = ids.tolist()
     elif isinstance(ids, (str, bytes, bytearray)) or not isinstance(ids, Sequence):
         raise TokenizerError(
@@ -198,8 +212,12 @@ def ids_to_text(ids: Sequence[int] | Sequence[Sequence[int]] | torch.Tensor) -> 
                     "decode each row separately: [ids_to_text(row) for row in ids]."
                 )
             ids = ids[0]
-    elif isinstance(ids, Sequence) and len(ids) > 0 and isinstance(ids[0], (Sequence, torch.Tensor)) \
-            and not isinstance(ids[0], (str, bytes)):
+    elif (
+        isinstance(ids, Sequence)
+        and len(ids) > 0
+        and isinstance(ids[0], (Sequence, torch.Tensor))
+        and not isinstance(ids[0], (str, bytes))
+    ):
         if len(ids) != 1:
             raise TokenizerError(
                 f"ids_to_text() expects one sequence ([T] or [1, T]), got {len(ids)} sequences; "

@@ -10,33 +10,44 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-import pickle
+import re
 import shutil
-import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import atomic_write, load_model_state, read_weights, save_model
-from .errors import CheckpointError, ConfigError, TrainingError
-from .device import progress
+from .checkpoint import (
+    atomic_write,
+    load_model_state,
+    read_weights,
+    write_directory,
+    write_model_files,
+)
+from .device import at_least_float32, progress
 from .distributed import barrier, get_world_size, is_main_process, mean_across_ranks
+from .errors import CheckpointError, ConfigError, TrainingError
 from .model import GPT
 
 
-def next_token_loss(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:
+def next_token_loss(
+    logits: torch.Tensor, targets: torch.Tensor, ignore_index: int = -100
+) -> torch.Tensor:
     """Mean cross-entropy of predicting ``targets`` ``[B, T]`` from ``logits`` ``[B, T, vocab]``.
 
     Target positions equal to ``ignore_index`` (e.g. padding) do not count.
     """
-    return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=ignore_index)
+    return F.cross_entropy(
+        at_least_float32(logits.flatten(0, 1)), targets.flatten(), ignore_index=ignore_index
+    )
 
 
-def batch_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:
+def batch_loss(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, ignore_index: int = -100
+) -> torch.Tensor:
     """``next_token_loss(model(x), y)``, with the output layer computed only where ``y`` has a target.
 
     Fine-tuning batches mask most positions (padding, and prompts with ``mask_prompt``); for a
@@ -46,7 +57,7 @@ def batch_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ignore_index:
     keep = y != ignore_index
     if keep.all() or not isinstance(_unwrap(model), GPT):
         return next_token_loss(model(x), y, ignore_index)
-    return F.cross_entropy(model(x, logits_at=keep).float(), y[keep])
+    return F.cross_entropy(at_least_float32(model(x, logits_at=keep)), y[keep])
 
 
 def perplexity(loss: float) -> float:
@@ -65,20 +76,25 @@ def evaluate(model: nn.Module, loader, device=None, max_batches: int | None = No
     was_training = model.training
     model.eval()
     total, n = 0.0, 0
-    for i, (x, y) in enumerate(loader):
-        if max_batches is not None and i >= max_batches:
-            break
-        total += batch_loss(model, x.to(device), y.to(device)).item()
-        n += 1
-    model.train(was_training)
+    try:
+        for i, (x, y) in enumerate(loader):
+            if max_batches is not None and i >= max_batches:
+                break
+            total += batch_loss(model, x.to(device), y.to(device)).item()
+            n += 1
+    finally:  # an error (or Ctrl-C) mid-evaluation must not leave a training model in eval mode
+        model.train(was_training)
     if n == 0:
-        raise TrainingError("The evaluation loader yielded no batch: is the validation text "
-                            "shorter than one context window?")
+        raise TrainingError(
+            "The evaluation loader yielded no batch: is the validation text "
+            "shorter than one context window?"
+        )
     return total / n
 
 
-def configure_optimizer(model: nn.Module, lr: float, weight_decay: float = 0.1,
-                        betas: tuple[float, float] = (0.9, 0.95)) -> torch.optim.AdamW:
+def configure_optimizer(
+    model: nn.Module, lr: float, weight_decay: float = 0.1, betas: tuple[float, float] = (0.9, 0.95)
+) -> torch.optim.AdamW:
     """AdamW (Loshchilov & Hutter, 2019) with weight decay on matrices only.
 
     Biases and LayerNorm gains are left undecayed: shrinking them toward zero does not regularise
@@ -94,8 +110,9 @@ def configure_optimizer(model: nn.Module, lr: float, weight_decay: float = 0.1,
     return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=fused)
 
 
-def lr_at(step: int, max_lr: float, total_steps: int, warmup_steps: int = 0,
-          min_lr: float | None = None) -> float:
+def lr_at(
+    step: int, max_lr: float, total_steps: int, warmup_steps: int = 0, min_lr: float | None = None
+) -> float:
     """Linear warmup to ``max_lr`` over ``warmup_steps``, then cosine decay to ``min_lr``."""
     min_lr = max_lr / 10 if min_lr is None else min_lr
     if step < warmup_steps:
@@ -139,15 +156,52 @@ class TrainConfig:
     amp: bool = True
 
     def __post_init__(self) -> None:
+        def bad(name: str, rule: str) -> ConfigError:
+            return ConfigError(f"TrainConfig.{name} must be {rule}, got {getattr(self, name)!r}.")
+
         for name in ("epochs", "eval_every", "keep_last"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)!r}.")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise ConfigError(f"TrainConfig.max_steps must be >= 1 or None, got {self.max_steps!r}.")
-        if not self.lr > 0:
-            raise ConfigError(f"TrainConfig.lr must be positive, got {self.lr!r}.")
-        if self.weight_decay < 0:
-            raise ConfigError(f"TrainConfig.weight_decay must be >= 0, got {self.weight_decay!r}.")
+            if not _is_int(getattr(self, name), 1):
+                raise bad(name, ">= 1")
+        for name in ("max_steps", "eval_batches", "checkpoint_every"):
+            if getattr(self, name) is not None and not _is_int(getattr(self, name), 1):
+                raise bad(name, ">= 1 or None")
+        if not _is_int(self.warmup_steps, 0):
+            raise bad("warmup_steps", "an integer >= 0")
+        if not _is_int(self.seed):
+            raise bad("seed", "an integer")
+        if not (_is_finite(self.lr) and self.lr > 0):
+            raise bad("lr", "positive" if _is_finite(self.lr) else "positive and finite")
+        if self.min_lr is not None and not (_is_finite(self.min_lr) and self.min_lr >= 0):
+            raise bad("min_lr", "None or a number >= 0")
+        if not (_is_finite(self.weight_decay) and self.weight_decay >= 0):
+            raise bad("weight_decay", ">= 0")
+        if not (
+            isinstance(self.betas, (tuple, list))
+            and len(self.betas) == 2
+            and all(_is_finite(b) and 0 <= b < 1 for b in self.betas)
+        ):
+            raise bad("betas", "two numbers in [0, 1)")
+        # 0 would zero every gradient (clip to norm 0), a negative norm reverses them and makes
+        # training climb the loss; None is the way to switch clipping off.
+        if self.grad_clip is not None and not (_is_finite(self.grad_clip) and self.grad_clip > 0):
+            raise bad("grad_clip", "None (no clipping) or a positive number")
+        for name in ("log", "amp"):
+            if not isinstance(getattr(self, name), bool):
+                raise bad(name, "True or False")
+
+
+def _is_int(value, minimum: int | None = None) -> bool:
+    """An int (not a bool) of at least ``minimum``."""
+    return (
+        isinstance(value, int)
+        and not isinstance(value, bool)
+        and (minimum is None or value >= minimum)
+    )
+
+
+def _is_finite(value) -> bool:
+    """A finite int or float (not a bool, not a string)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass
@@ -164,33 +218,60 @@ class History:
 # --- checkpoints -------------------------------------------------------------------------------
 
 STATE_NAME = "train_state.pt"
+STEP_DIR = re.compile(r"step-(\d+)")  # the name of a checkpoint directory
+STATE_KEYS = ("step", "tokens", "run_sum", "run_n", "history", "optimizer", "rng")
 
 
-def save_training_checkpoint(directory: str | Path, model: nn.Module, optimizer, state: dict,
-                             keep_last: int = 2) -> Path:
+def _step_dirs(directory: Path) -> list[tuple[int, Path]]:
+    """The ``step-N`` directories in ``directory`` as ``(N, path)``, by step."""
+    found = [
+        (int(m.group(1)), p)
+        for p in directory.glob("step-*")
+        if (m := STEP_DIR.fullmatch(p.name)) and p.is_dir()
+    ]
+    return sorted(found)
+
+
+def save_training_checkpoint(
+    directory: str | Path, model: nn.Module, optimizer, state: dict, keep_last: int = 2
+) -> Path:
     """Write ``directory/step-NNNNNNN/`` (weights, config, training state), then point
-    ``directory/latest`` at it. The step directory is built under a temporary name and renamed,
-    and ``latest`` is replaced atomically, so a crash at any moment leaves the last good one."""
+    ``directory/latest`` at it. The step directory is built under a temporary name and swapped
+    in whole, and ``latest`` is replaced atomically, so a crash at any moment leaves the last
+    good one. Of the checkpoints up to this step, the newest ``keep_last`` are kept."""
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     name = f"step-{state['step']:07d}"
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=directory))
-    try:
-        save_model(_unwrap(model), tmp)
+
+    def fill(tmp: Path) -> None:
+        write_model_files(_unwrap(model), tmp)
         full = dict(state, optimizer=optimizer.state_dict(), rng=torch.get_rng_state())
         torch.save(full, tmp / STATE_NAME)
-        final = directory / name
-        if final.exists():
-            shutil.rmtree(final)
-        tmp.rename(final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    final = write_directory(directory / name, fill)
     atomic_write(directory / "latest", lambda t: Path(t).write_text(name))
-    old = sorted(p for p in directory.glob("step-*") if p.is_dir())[:-keep_last]
-    for p in old:
+    # Later steps than this one are left by a run resumed from an earlier checkpoint: they must
+    # not count among the newest, or pruning would delete the checkpoint just written.
+    earlier = [p for step, p in _step_dirs(directory) if step <= state["step"]]
+    for p in earlier[:-keep_last]:
         shutil.rmtree(p, ignore_errors=True)
     return final
+
+
+def _check_no_earlier_run(directory: str | Path) -> None:
+    """Refuse to start a new run (no resume) in a directory holding another run's checkpoints.
+
+    Its ``latest`` and step numbers would mix with the new run's, and pruning would keep the
+    old run's higher steps and delete the new checkpoints.
+    """
+    directory = Path(directory)
+    found = [p.name for _, p in _step_dirs(directory)] + (
+        ["latest"] if (directory / "latest").exists() else []
+    )
+    if found:
+        raise CheckpointError(
+            f"{directory} holds checkpoints of an earlier run ({', '.join(found)}): pass "
+            f"resume=True to continue that run, or choose an empty directory for a new one."
+        )
 
 
 def latest_checkpoint(directory: str | Path) -> Path | None:
@@ -198,36 +279,73 @@ def latest_checkpoint(directory: str | Path) -> Path | None:
     pointer = Path(directory) / "latest"
     if not pointer.exists():
         return None
-    path = Path(directory) / pointer.read_text().strip()
+    try:
+        name = pointer.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as e:
+        raise CheckpointError(
+            f"{pointer} is unreadable ({e}). Write the name of an existing step-* "
+            f"directory into it, or delete it to start afresh."
+        ) from e
+    if not STEP_DIR.fullmatch(name):  # never follow it anywhere else ("../..", an absolute path)
+        raise CheckpointError(
+            f"{pointer} holds {name[:80]!r}, which is not the name of a step-NNNNNNN directory "
+            f"in {directory}. Write the name of an existing step-* directory into it, or delete "
+            f"it to start afresh."
+        )
+    path = Path(directory) / name
     if not path.is_dir():
-        raise CheckpointError(f"{pointer} names {path.name}, which does not exist. Write the name of "
-                              f"an existing step-* directory into it, or delete it to start afresh.")
+        raise CheckpointError(
+            f"{pointer} names {path.name}, which does not exist. Write the name of "
+            f"an existing step-* directory into it, or delete it to start afresh."
+        )
     return path
+
+
+def _unreadable_state(file: Path, why: str = "") -> CheckpointError:
+    return CheckpointError(
+        f"{file} is not a readable training state (truncated, corrupt, or holding objects other "
+        f"than tensors and plain data, which are refused because loading them could run code)"
+        f"{': ' + why if why else ''}. Resume from an earlier checkpoint by writing its name "
+        f"(e.g. step-0000100) into {file.parent.parent / 'latest'}."
+    )
 
 
 def load_training_checkpoint(path: str | Path, model: nn.Module, optimizer=None) -> dict:
     """Load weights (and optimizer state, if given) from a step directory; return the state dict."""
     path = Path(path)
     load_model_state(_unwrap(model), read_weights(path / "model.safetensors"), source=str(path))
+    file = path / STATE_NAME
     try:
         # weights_only: never unpickle arbitrary objects. map_location: rank 0 saved its GPU's
         # tensors; every rank loads them on the CPU, and the optimizer moves them to its device.
-        state = torch.load(path / STATE_NAME, weights_only=True, map_location="cpu")
+        state = torch.load(file, weights_only=True, map_location="cpu")
     except FileNotFoundError:
         raise CheckpointError(f"No {STATE_NAME} in {path}: not a training checkpoint.") from None
-    except (RuntimeError, pickle.UnpicklingError, EOFError) as e:  # torch's own advice (load
-        # with weights_only=False) would run whatever code the file holds: not an option here.
-        raise CheckpointError(
-            f"{path / STATE_NAME} is not a readable training state (truncated, corrupt, or holding "
-            f"objects other than tensors and plain data, which are refused because loading them "
-            f"could run code). Resume from an earlier checkpoint by writing its name (e.g. "
-            f"step-0000100) into {path.parent / 'latest'}.") from e
-    if optimizer is not None:
-        optimizer.load_state_dict(state["optimizer"])
+    except (
+        Exception
+    ) as e:  # damaged bytes raise anything from UnpicklingError to UnicodeDecodeError;
+        # torch's own advice (load with weights_only=False) would run whatever code the file holds.
+        raise _unreadable_state(file) from e
+    if not isinstance(state, dict) or (missing := [k for k in STATE_KEYS if k not in state]):
+        raise _unreadable_state(
+            file,
+            f"it lacks {missing}"
+            if isinstance(state, dict)
+            else f"it holds a {type(state).__name__}, not a dict",
+        )
+    try:
+        History(**state["history"])
+        if not (isinstance(state["rng"], torch.Tensor) and state["rng"].dtype == torch.uint8):
+            raise TypeError("the random state is not a byte tensor")
+        if optimizer is not None:
+            optimizer.load_state_dict(state["optimizer"])
+    except (TypeError, ValueError, KeyError, RuntimeError) as e:
+        raise _unreadable_state(file, f"{type(e).__name__}: {e}") from e
     return state
 
 
 # --- the loop ----------------------------------------------------------------------------------
+
 
 def _seed_epoch(loader, seed: int) -> None:
     """Make an epoch's data order a function of (seed, epoch) alone, so resuming can replay it."""
@@ -267,17 +385,26 @@ def train(
     device = device or next(model.parameters()).device
     steps_per_epoch = len(train_loader)
     if steps_per_epoch == 0:
-        raise TrainingError("The training loader yields no batch: the text is shorter than one "
-                            "batch of windows; lower batch_size or context_length.")
+        raise TrainingError(
+            "The training loader yields no batch: the text is shorter than one "
+            "batch of windows; lower batch_size or context_length."
+        )
     total_steps = cfg.max_steps or cfg.epochs * steps_per_epoch
     optimizer = optimizer or configure_optimizer(model, cfg.lr, cfg.weight_decay, cfg.betas)
     history, step, tokens, run_sum, run_n = History(), 0, 0, 0.0, 0
     main = is_main_process()  # True in a single process; rank 0 of a distributed run
     log = cfg.log and main
 
+    if checkpoint_dir is not None and not resume:
+        _check_no_earlier_run(checkpoint_dir)
     if resume and checkpoint_dir is not None and (last := latest_checkpoint(checkpoint_dir)):
         state = load_training_checkpoint(last, model, optimizer)
-        step, tokens, run_sum, run_n = state["step"], state["tokens"], state["run_sum"], state["run_n"]
+        step, tokens, run_sum, run_n = (
+            state["step"],
+            state["tokens"],
+            state["run_sum"],
+            state["run_n"],
+        )
         history = History(**state["history"])
         torch.set_rng_state(state["rng"])
         if log:
@@ -285,16 +412,36 @@ def train(
 
     def checkpoint() -> None:
         if main:  # one writer; the other ranks hold identical weights and wait at the barrier
-            save_training_checkpoint(checkpoint_dir, model, optimizer, dict(
-                step=step, tokens=tokens, run_sum=run_sum, run_n=run_n,
-                history=dataclasses.asdict(history), train_config=dataclasses.asdict(cfg)), cfg.keep_last)
+            save_training_checkpoint(
+                checkpoint_dir,
+                model,
+                optimizer,
+                dict(
+                    step=step,
+                    tokens=tokens,
+                    run_sum=run_sum,
+                    run_n=run_n,
+                    history=dataclasses.asdict(history),
+                    train_config=dataclasses.asdict(cfg),
+                ),
+                cfg.keep_last,
+            )
         barrier()  # no rank runs ahead (or exits) before the checkpoint is complete
 
     use_amp = cfg.amp and torch.device(device).type == "cuda"
-    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_amp else contextlib.nullcontext
+    autocast = (
+        (lambda: torch.autocast("cuda", dtype=torch.bfloat16))
+        if use_amp
+        else contextlib.nullcontext
+    )
     model.train()
-    bar = progress(total=total_steps, initial=step, desc="train", unit="step",
-                   **({} if main else {"disable": True}))  # one bar, rank 0's
+    bar = progress(
+        total=total_steps,
+        initial=step,
+        desc="train",
+        unit="step",
+        **({} if main else {"disable": True}),
+    )  # one bar, rank 0's
     while step < total_steps:
         epoch, offset = divmod(step, steps_per_epoch)
         _seed_epoch(train_loader, cfg.seed + epoch)
@@ -316,13 +463,16 @@ def train(
                     f"Loss became {mean_loss.item()} at step {step}; stopped before updating the weights, "
                     f"which keep their last good values"
                     + (f" (last checkpoint in {checkpoint_dir})" if checkpoint_dir else "")
-                    + ". Lower the learning rate (now {lr:.2e}) or enable grad_clip.".format(lr=lr))
+                    + f". Lower the learning rate (now {lr:.2e}) or enable grad_clip."
+                )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip is not None:
                 norm = nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             else:
-                norm = nn.utils.get_total_norm([p.grad for p in model.parameters() if p.grad is not None])
+                norm = nn.utils.get_total_norm(
+                    [p.grad for p in model.parameters() if p.grad is not None]
+                )
             # A finite loss can still have inf/NaN gradients (an overflow in the backward pass).
             # One update with them makes weights NaN, and the next checkpoint would save them.
             if not torch.isfinite(norm):
@@ -331,7 +481,8 @@ def train(
                     f"{mean_loss.item():.4f}, was finite); stopped before updating the weights, which "
                     f"keep their last good values"
                     + (f" (last checkpoint in {checkpoint_dir})" if checkpoint_dir else "")
-                    + f". Lower the learning rate (now {lr:.2e}), or turn amp off if it is on.")
+                    + f". Lower the learning rate (now {lr:.2e}), or turn amp off if it is on."
+                )
             optimizer.step()
             step += 1
             tokens += x.numel() * get_world_size()  # every rank trained on a batch like x
@@ -339,8 +490,11 @@ def train(
             run_n += 1
             bar.update(1)
             if step % cfg.eval_every == 0 or step == total_steps:
-                val = (mean_across_ranks(evaluate(model, val_loader, device, cfg.eval_batches))
-                       if val_loader is not None else float("nan"))
+                val = (
+                    mean_across_ranks(evaluate(model, val_loader, device, cfg.eval_batches))
+                    if val_loader is not None
+                    else float("nan")
+                )
                 history.step.append(step)
                 history.tokens.append(tokens)
                 history.train_loss.append(run_sum / run_n)
@@ -348,13 +502,19 @@ def train(
                 history.lr.append(lr)
                 run_sum, run_n = 0.0, 0
                 if log:
-                    print(f"step {step:5d} | tokens {tokens:9,d} | train loss {history.train_loss[-1]:.3f}"
-                          f" | val loss {val:.3f} | lr {lr:.2e}", flush=True)
+                    print(
+                        f"step {step:5d} | tokens {tokens:9,d} | train loss {history.train_loss[-1]:.3f}"
+                        f" | val loss {val:.3f} | lr {lr:.2e}",
+                        flush=True,
+                    )
                 if on_eval is not None:
                     on_eval(step, history)
                     model.train()
-            if checkpoint_dir is not None and cfg.checkpoint_every and (
-                    step % cfg.checkpoint_every == 0 or step == total_steps):
+            if (
+                checkpoint_dir is not None
+                and cfg.checkpoint_every
+                and (step % cfg.checkpoint_every == 0 or step == total_steps)
+            ):
                 checkpoint()
         offset = 0
     bar.close()

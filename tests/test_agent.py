@@ -16,11 +16,84 @@ def test_calculator_arithmetic():
     assert A.calculator("1 / 3") == "0.3333"
 
 
-@pytest.mark.parametrize("expr", ["__import__('os')", "2 ** 10", "abs(-1)", "x + 1", "'a' + 'b'",
-                                  "1 / 0", "2 +", "[1] * 3", "True + 1", "9" * 200])
+@pytest.mark.parametrize(
+    "expr",
+    [
+        "__import__('os')",
+        "2 ** 10",
+        "abs(-1)",
+        "x + 1",
+        "'a' + 'b'",
+        "1 / 0",
+        "2 +",
+        "[1] * 3",
+        "True + 1",
+        "9" * 200,
+    ],
+)
 def test_calculator_refuses_everything_else(expr):
     with pytest.raises(A.ToolError):
         A.calculator(expr)
+
+
+def test_calculator_is_exact_where_it_prints_a_whole_number():
+    # Through floats, 10**98 - 1 would print as 9999...97690370245143...: a wrong "exact" integer.
+    assert A.calculator("9" * 98 + "/1") == "9" * 98
+    assert A.calculator("9" * 48 + " * " + "9" * 48) == str(int("9" * 48) ** 2)
+    assert A.calculator("0x10 + 0o7 + .5 + 5.") == "28.5"
+    assert A.calculator("12345678901234567 + 1") == "12345678901234568"  # beyond 2**53
+    assert A.calculator("0.1 + 0.2") == "0.3" and A.calculator("0.1 * 3 - 0.3") == "0"
+    assert A.calculator("1e20 + 1") == "100000000000000000001"  # the literal as written
+    assert A.calculator("10 / 4 * 4") == "10" and A.calculator("2 / 3") == "0.6667"
+    assert A.calculator("-1 / 3") == "-0.3333" and A.calculator("-0.00001") == "0"  # never "-0"
+    assert A.calculator("1_000 + 0.5") == "1000.5"
+
+
+@pytest.mark.parametrize(
+    "expr",
+    [
+        "1e308 * 10",
+        "-1e308 * 10",
+        "1e308 + 1e308",
+        "1e309",
+        "1e999999999",
+        "1e-999999999 * 1",
+        "9e307 * 9e307 * 9e307",
+    ],
+)
+def test_calculator_refuses_overflow_instead_of_inf(expr):
+    with pytest.raises(A.ToolError, match="too large|out of range"):
+        A.calculator(expr)
+
+
+def test_run_tool_reports_overflow_as_a_tool_error():
+    # run_agent turns a ToolError into the RESULT line "error: ...": the model never sees "inf".
+    with pytest.raises(A.ToolError) as info:
+        A.run_tool("calculator", "1e308 * 10")
+    assert "inf" not in str(info.value).split()
+
+
+def test_convert_is_exact_and_refuses_overflow():
+    assert A.convert("99999999999999999999 km to m") == "99999999999999999999000"
+    assert A.convert("5 cm to mm") == "50" and A.convert("1 mm to km") == "0"
+    with pytest.raises(A.ToolError, match="too large"):
+        A.convert("9" * 400 + " km to mm")
+    with pytest.raises(A.ToolError, match="not a finite number"):
+        A.format_number(float("inf"))
+    with pytest.raises(A.ToolError, match="not a finite number"):
+        A.format_number(float("nan"))
+
+
+def test_tool_answers_of_the_synthetic_tasks_are_unchanged():
+    # The exact arithmetic gives the same strings as before on every generated task.
+    tasks = A.make_tasks(300, seed=0)
+    assert [t.answer for t in tasks[:5]] == ["44", "35000", "2024-06-21", "-23", "76000"]
+    for t in tasks:
+        if t.tool == "calculator":
+            a, op, b = t.argument.split()
+            assert t.answer == str(
+                {"+": int.__add__, "-": int.__sub__, "*": int.__mul__}[op](int(a), int(b))
+            )
 
 
 def test_convert_and_lookup():
@@ -42,7 +115,8 @@ def test_parse_and_run_tool():
         A.parse_call("A: 42")
     with pytest.raises(A.ToolError):
         A.run_tool("shell", "ls")
-    assert issubclass(A.ToolError, mygpt.MyGPTError)
+    assert issubclass(A.ToolError, mygpt.MyGPTError) and issubclass(A.ToolError, ValueError)
+    assert A.ToolError is mygpt.ToolError is mygpt.errors.ToolError  # one type, in mygpt.errors
 
 
 def test_tasks_are_deterministic_and_correct():
@@ -83,8 +157,11 @@ def test_task_loader_masks_question_and_result_lines():
 
 def _tiny_model():
     torch.manual_seed(0)
-    return mygpt.GPT(mygpt.GPTConfig(vocab_size=EOT_ID + 1, context_length=64, n_embd=64,
-                                     n_layer=2, n_head=2, dropout=0.0))
+    return mygpt.GPT(
+        mygpt.GPTConfig(
+            vocab_size=EOT_ID + 1, context_length=64, n_embd=64, n_layer=2, n_head=2, dropout=0.0
+        )
+    )
 
 
 def test_generate_line_stops_at_newline():

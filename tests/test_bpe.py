@@ -17,6 +17,7 @@ from mygpt.bpe import (
     GPT2_SPLIT_PATTERN,
     BPETokenizer,
     apply_merges,
+    apply_merges_heap,
     best_pair,
     bytes_to_unicode,
     count_pairs,
@@ -64,8 +65,10 @@ HARD = [
 def _gpt2_paths() -> tuple[Path, Path]:
     data_dir = os.environ.get("MYGPT_DATA_DIR")
     if not data_dir:
-        pytest.skip("MYGPT_DATA_DIR is unset: it must point at local copies of GPT-2's BPE files "
-                    "(CI: ../shared/data, holding gpt2-bpe/encoder.json and gpt2-bpe/vocab.bpe)")
+        pytest.skip(
+            "MYGPT_DATA_DIR is unset: it must point at local copies of GPT-2's BPE files "
+            "(CI: ../shared/data, holding gpt2-bpe/encoder.json and gpt2-bpe/vocab.bpe)"
+        )
     folder = Path(data_dir) / "gpt2-bpe"
     return folder / "encoder.json", folder / "vocab.bpe"
 
@@ -138,6 +141,61 @@ def test_apply_merges_lowest_rank_first() -> None:
     assert apply_merges([4], {}, {}) == [4]
 
 
+def test_apply_merges_heap_equals_apply_merges_on_small_cases() -> None:
+    merged = {(2, 3): 10, (1, 2): 11, (1, 10): 12, (5, 5): 13, (13, 13): 14, (13, 5): 15}
+    cases = [
+        ([1, 2, 3], {(2, 3): 0, (1, 2): 1}),
+        ([1, 2, 3], {(2, 3): 0, (1, 2): 1, (1, 10): 2}),
+        ([1, 2, 3], {(1, 2): 0, (2, 3): 1}),
+        ([4], {}),
+        ([], {}),
+        ([5] * 7, {(5, 5): 0, (13, 13): 1}),
+        ([5] * 7, {(5, 5): 0, (13, 5): 1, (13, 13): 2}),
+        # A merge whose result takes part in a lower-ranked merge (no real tokenizer has
+        # one): apply_merges merges every (1, 2) first, and so must the heap.
+        ([1, 2, 1, 2], {(1, 10): 0, (1, 2): 1}),
+        ([1, 2, 3, 1, 2, 3], {(1, 10): 0, (2, 3): 1}),
+    ]
+    for ids, ranks in cases:
+        assert apply_merges_heap(ids, ranks, merged) == apply_merges(ids, ranks, merged), (
+            ids,
+            ranks,
+        )
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(st.sampled_from("aeinst rl"), max_size=80))
+def test_apply_merges_heap_equals_apply_merges_with_gpt2_merges(
+    gpt2: BPETokenizer, text: str
+) -> None:
+    ids = [gpt2._byte_ids[b] for b in text.encode("utf-8")]  # one piece: spaces too, on purpose
+    assert apply_merges_heap(ids, gpt2.ranks, gpt2.merged_ids) == apply_merges(
+        ids, gpt2.ranks, gpt2.merged_ids
+    )
+
+
+@pytest.mark.parametrize("kind", ["random", "repeated", "pairs"])
+def test_gpt2_long_word_is_fast_and_equals_tiktoken(
+    kind: str, gpt2: BPETokenizer, tiktoken_gpt2: tiktoken.Encoding
+) -> None:
+    """A 32,000-letter word, one pre-token: BPE must merge it in near-linear time, not quadratic
+    (once ~17 s; tiktoken ~0.4 s)."""
+    import random
+    import time
+
+    rng = random.Random(0)
+    word = {
+        "random": lambda: "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(32_000)),
+        "repeated": lambda: "a" * 32_000,
+        "pairs": lambda: "ab" * 16_000,
+    }[kind]()
+    start = time.perf_counter()
+    ids = gpt2.encode(" " + word)  # no other test encodes this piece: it is not in the cache
+    elapsed = time.perf_counter() - start
+    assert ids == tiktoken_gpt2.encode(" " + word)
+    assert elapsed < 3.0, f"encoding a 32,000-letter word took {elapsed:.1f} s"
+
+
 # ------------------------------------------------------------------------------------------------
 # GPT-2's files: exactly tiktoken's ids
 
@@ -151,15 +209,21 @@ def test_gpt2_files_load(gpt2: BPETokenizer) -> None:
 
 
 @pytest.mark.parametrize("text", HARD)
-def test_gpt2_ids_equal_tiktoken(text: str, gpt2: BPETokenizer, tiktoken_gpt2: tiktoken.Encoding) -> None:
+def test_gpt2_ids_equal_tiktoken(
+    text: str, gpt2: BPETokenizer, tiktoken_gpt2: tiktoken.Encoding
+) -> None:
     assert gpt2.encode(text) == tiktoken_gpt2.encode(text, allowed_special="all")
-    assert gpt2.encode(text, allowed_special={EOT}) == tiktoken_gpt2.encode(text, allowed_special={EOT})
+    assert gpt2.encode(text, allowed_special={EOT}) == tiktoken_gpt2.encode(
+        text, allowed_special={EOT}
+    )
     assert gpt2.encode_ordinary(text) == tiktoken_gpt2.encode_ordinary(text)
     assert gpt2.decode(gpt2.encode(text)) == text
     assert gpt2.decode(gpt2.encode_ordinary(text)) == text
 
 
-def test_gpt2_the_verdict_equals_tiktoken(gpt2: BPETokenizer, tiktoken_gpt2: tiktoken.Encoding, verdict: str) -> None:
+def test_gpt2_the_verdict_equals_tiktoken(
+    gpt2: BPETokenizer, tiktoken_gpt2: tiktoken.Encoding, verdict: str
+) -> None:
     ids = gpt2.encode(verdict)
     assert ids == tiktoken_gpt2.encode(verdict)
     assert gpt2.decode(ids) == verdict
@@ -169,15 +233,41 @@ def test_gpt2_the_verdict_equals_tiktoken(gpt2: BPETokenizer, tiktoken_gpt2: tik
 # versions assign may be classed differently by `regex` and by tiktoken's engine (see bpe.py).
 _assigned = st.characters(exclude_categories=("Cs", "Cn"))
 _fragments = st.sampled_from(
-    [" ", "  ", "\n", "\r\n", "\t", "'s", "'t", "'re", "'ve", "'m", "'ll", "'d", "'S", EOT,
-     "123", " 4.5", "hello", " world", "中文", "😀", "\u00a0", "\u3000", "!!", "Ġ"]
+    [
+        " ",
+        "  ",
+        "\n",
+        "\r\n",
+        "\t",
+        "'s",
+        "'t",
+        "'re",
+        "'ve",
+        "'m",
+        "'ll",
+        "'d",
+        "'S",
+        EOT,
+        "123",
+        " 4.5",
+        "hello",
+        " world",
+        "中文",
+        "😀",
+        "\u00a0",
+        "\u3000",
+        "!!",
+        "Ġ",
+    ]
 )
 _texts = st.lists(st.one_of(st.text(_assigned, max_size=6), _fragments), max_size=10).map("".join)
 
 
 @settings(max_examples=400, deadline=None)
 @given(_texts)
-def test_gpt2_matches_tiktoken_on_random_text(gpt2: BPETokenizer, tiktoken_gpt2: tiktoken.Encoding, text: str) -> None:
+def test_gpt2_matches_tiktoken_on_random_text(
+    gpt2: BPETokenizer, tiktoken_gpt2: tiktoken.Encoding, text: str
+) -> None:
     assert gpt2.encode_ordinary(text) == tiktoken_gpt2.encode_ordinary(text)
     assert gpt2.encode(text) == tiktoken_gpt2.encode(text, allowed_special="all")
     if EOT not in text:
@@ -191,7 +281,9 @@ def test_gpt2_round_trip_any_text(gpt2: BPETokenizer, text: str) -> None:
     assert gpt2.decode(gpt2.encode_ordinary(text)) == text
 
 
-def test_gpt2_decode_partial_utf8_like_tiktoken(gpt2: BPETokenizer, tiktoken_gpt2: tiktoken.Encoding) -> None:
+def test_gpt2_decode_partial_utf8_like_tiktoken(
+    gpt2: BPETokenizer, tiktoken_gpt2: tiktoken.Encoding
+) -> None:
     ids = gpt2.encode("😀")
     assert len(ids) > 1  # an emoji is several byte tokens
     assert gpt2.decode(ids[:1]) == tiktoken_gpt2.decode(ids[:1]) == "\ufffd"
@@ -216,7 +308,13 @@ def test_special_tokens_like_tiktoken(gpt2: BPETokenizer) -> None:
 
 @pytest.mark.parametrize(
     ("bad", "match"),
-    [(b"bytes", "got bytes"), (None, "got NoneType"), (3, "got int"), (["a"], "got list"), ("a\udc80", "lone surrogate")],
+    [
+        (b"bytes", "got bytes"),
+        (None, "got NoneType"),
+        (3, "got int"),
+        (["a"], "got list"),
+        ("a\udc80", "lone surrogate"),
+    ],
 )
 def test_encode_rejects_bad_input(gpt2: BPETokenizer, bad: object, match: str) -> None:
     with pytest.raises(TokenizerError, match=match):
@@ -227,8 +325,15 @@ def test_encode_rejects_bad_input(gpt2: BPETokenizer, bad: object, match: str) -
 
 @pytest.mark.parametrize(
     ("bad", "match"),
-    [([50257], "token id 50257 at position 0"), ([1, -3], "token id -3 at position 1"), ("abc", "got str"),
-     (None, "got NoneType"), ([2.0], "got float"), ([False], "got bool"), (torch.zeros(1, 2, dtype=torch.long), "1-D")],
+    [
+        ([50257], "token id 50257 at position 0"),
+        ([1, -3], "token id -3 at position 1"),
+        ("abc", "got str"),
+        (None, "got NoneType"),
+        ([2.0], "got float"),
+        ([False], "got bool"),
+        (torch.zeros(1, 2, dtype=torch.long), "1-D"),
+    ],
 )
 def test_decode_rejects_bad_ids(gpt2: BPETokenizer, bad: object, match: str) -> None:
     with pytest.raises(TokenizerError, match=match):
@@ -340,7 +445,9 @@ def test_training_the_verdict_size_determinism_and_round_trip(verdict: str) -> N
     assert again.merges == tok.merges and again.vocab == tok.vocab
     ids = tok.encode(verdict)
     assert tok.decode(ids) == verdict
-    assert len(ids) < len(verdict.encode("utf-8")) / 2.5  # the merges compress the text they learned from
+    assert (
+        len(ids) < len(verdict.encode("utf-8")) / 2.5
+    )  # the merges compress the text they learned from
     assert tok.encode("x<|endoftext|>y") == [ord("x"), 799, ord("y")]
 
 
@@ -363,11 +470,17 @@ def test_training_verbose_prints_each_merge(capsys: pytest.CaptureFixture[str]) 
 
 @pytest.fixture(scope="module")
 def small_trained() -> BPETokenizer:
-    return BPETokenizer.train("The cat sat on the mat. 猫が座った。 <|endoftext|> Then it left.\n" * 5, 290)
+    return BPETokenizer.train(
+        "The cat sat on the mat. 猫が座った。 <|endoftext|> Then it left.\n" * 5, 290
+    )
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.lists(st.one_of(st.text(max_size=10), st.sampled_from([EOT, " the", " mat.", "猫"])), max_size=6).map("".join))
+@given(
+    st.lists(
+        st.one_of(st.text(max_size=10), st.sampled_from([EOT, " the", " mat.", "猫"])), max_size=6
+    ).map("".join)
+)
 def test_trained_tokenizer_round_trips_any_text(small_trained: BPETokenizer, text: str) -> None:
     assert small_trained.decode(small_trained.encode(text)) == text
     assert small_trained.decode(small_trained.encode_ordinary(text)) == text

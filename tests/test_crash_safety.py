@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -23,10 +24,10 @@ import torch
 from safetensors.torch import load_file
 from torch.utils.data import DataLoader, TensorDataset
 
+from mygpt.checkpoint import load_model, save_model
 from mygpt.errors import TrainingError
 from mygpt.model import GPT
-from mygpt.train import (STATE_NAME, TrainConfig, latest_checkpoint, load_training_checkpoint,
-                         train)
+from mygpt.train import STATE_NAME, TrainConfig, latest_checkpoint, load_training_checkpoint, train
 
 WORKER = Path(__file__).with_name("_crash_worker.py")
 ROOT = WORKER.parents[1]
@@ -38,9 +39,14 @@ TIMEOUT = 120  # seconds for any one subprocess (each takes a few on 2 busy core
 
 def _start(mode: str, checkpoint_dir: Path, history: Path) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", TQDM_DISABLE="1")
-    return subprocess.Popen([sys.executable, str(WORKER), mode, str(checkpoint_dir), str(history)],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    return subprocess.Popen(
+        [sys.executable, str(WORKER), mode, str(checkpoint_dir), str(history)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _finish(proc: subprocess.Popen) -> None:
@@ -52,8 +58,9 @@ def _wait_for(condition, proc: subprocess.Popen, what: str) -> None:
     deadline = time.monotonic() + TIMEOUT
     while not condition():
         if proc.poll() is not None:
-            raise AssertionError(f"worker ended (rc {proc.returncode}) before {what}: "
-                                 f"{proc.stderr.read()}")
+            raise AssertionError(
+                f"worker ended (rc {proc.returncode}) before {what}: {proc.stderr.read()}"
+            )
         if time.monotonic() > deadline:
             proc.kill()
             raise AssertionError(f"timed out waiting for {what}")
@@ -133,18 +140,53 @@ def test_sigkill_half_way_through_a_checkpoint_write_then_resume(tmp_path, refer
     _resume_and_compare(tmp_path, reference)
 
 
+def test_sigkill_during_save_model_over_a_model_leaves_one_whole_model(tmp_path):
+    """save_model replacing a model, killed at random moments: the directory then loads as
+    exactly the old model or exactly the new one (never one's weights with the other's
+    config.json), and the next save_model leaves no temporary file or directory behind."""
+    rng = random.Random(0)
+    for trial in range(4):
+        root = tmp_path / f"trial-{trial}"
+        root.mkdir()
+        target = root / "model"
+        proc = _start("save-loop", target, root / "unused.json")
+        _wait_for((root / "saving").exists, proc, "the save loop")
+        time.sleep(rng.uniform(0.0, 0.3))
+        _kill(proc)
+        references = [load_model(root / f"reference-{i}") for i in range(2)]
+        loaded = load_model(target)  # one whole model: a mix would not load (shapes differ)
+        assert any(_same_weights(loaded, ref) for ref in references), trial
+        save_model(references[0], target)
+        assert sorted(p.name for p in root.iterdir()) == [
+            "model",
+            "reference-0",
+            "reference-1",
+            "saving",
+        ], trial
+        assert sorted(p.name for p in target.iterdir()) == ["config.json", "model.safetensors"]
+
+
+def _same_weights(a: GPT, b: GPT) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
 # --- non-finite numbers ----------------------------------------------------------------------
+
 
 def _loaders(vocab: int):
     data = torch.randint(0, vocab, (64, 17), generator=torch.Generator().manual_seed(0))
     ds = TensorDataset(data[:, :-1], data[:, 1:])
-    return (DataLoader(ds, batch_size=8, shuffle=True, generator=torch.Generator()),
-            DataLoader(ds, batch_size=16))
+    return (
+        DataLoader(ds, batch_size=8, shuffle=True, generator=torch.Generator()),
+        DataLoader(ds, batch_size=16),
+    )
 
 
 @pytest.mark.parametrize("grad_clip", [1.0, None])
-def test_inf_gradient_stops_before_the_update_and_keeps_the_last_good_state(tiny_cfg, tmp_path,
-                                                                            grad_clip):
+def test_inf_gradient_stops_before_the_update_and_keeps_the_last_good_state(
+    tiny_cfg, tmp_path, grad_clip
+):
     """A finite loss whose backward pass overflows (here: a gradient hook multiplying by inf,
     as a float overflow would) must not reach the weights, nor any checkpoint."""
     model = GPT(tiny_cfg)
@@ -156,9 +198,14 @@ def test_inf_gradient_stops_before_the_update_and_keeps_the_last_good_state(tiny
         return grad * float("inf") if backward_passes > 3 else grad
 
     model.blocks[0].mlp.fc.weight.register_hook(overflow_from_the_fourth_step)
-    cfg = TrainConfig(max_steps=10, eval_every=1, checkpoint_every=1, grad_clip=grad_clip, log=False)
-    with pytest.raises(TrainingError, match=r"Gradient norm became (inf|nan) at step 3 .*"
-                                            r"the loss, [0-9.]+, was finite"):
+    cfg = TrainConfig(
+        max_steps=10, eval_every=1, checkpoint_every=1, grad_clip=grad_clip, log=False
+    )
+    with pytest.raises(
+        TrainingError,
+        match=r"Gradient norm became (inf|nan) at step 3 .*"
+        r"the loss, [0-9.]+, was finite",
+    ):
         train(model, *_loaders(tiny_cfg.vocab_size), cfg, checkpoint_dir=tmp_path)
     state = {k: v for k, v in model.state_dict().items() if k != "lm_head.weight"}
     assert all(torch.isfinite(v).all() for v in state.values())

@@ -36,6 +36,7 @@ from mygpt.data import (
     train_val_split,
 )
 from mygpt.errors import DataError
+from mygpt.tokenizer import encode
 
 # CI points MYGPT_DATA_DIR at the offline copies (../shared/data from the project's root).
 SHARED = Path(
@@ -131,8 +132,12 @@ def _sms_rows(n: int) -> bytes:
 
 def test_registry_names_and_layout():
     assert set(REGISTRY) == {
-        "the-verdict", "tinyshakespeare", "sms-spam",
-        "instruction-data", "gpt2-encoder", "gpt2-vocab",
+        "the-verdict",
+        "tinyshakespeare",
+        "sms-spam",
+        "instruction-data",
+        "gpt2-encoder",
+        "gpt2-vocab",
     }
     for name, entry in REGISTRY.items():
         assert entry.name == name
@@ -379,6 +384,34 @@ def test_too_short_and_bad_arguments():
         TokenWindowDataset(torch.rand(20), context_length=4)
 
 
+def test_token_ids_outside_the_vocabulary_are_named(tiny_cfg):
+    ids = [1, 2, 3, 300, 5, 999, 7, 8, 9, 10]
+    with pytest.raises(DataError) as e:
+        TokenWindowDataset(ids, context_length=4, vocab_size=256)
+    for words in ["Token id 300", "position 3", "vocabulary of 256 ids"]:
+        assert words in str(e.value), str(e.value)
+    TokenWindowDataset(ids, context_length=4)  # no vocabulary given: not checked
+    TokenWindowDataset(ids, context_length=4, vocab_size=1000)  # 999 is the last id: fine
+    with pytest.raises(DataError, match="vocab_size must be a positive integer"):
+        TokenWindowDataset(ids, context_length=4, vocab_size=0)
+    with pytest.raises(DataError, match="Token id 300"):
+        create_dataloader(ids, batch_size=1, context_length=4, vocab_size=256)
+
+
+def test_out_of_vocabulary_training_data_is_a_data_error_not_an_index_error(tiny_cfg):
+    # Before the check, this reached the embedding as a bare IndexError in the first step.
+    from mygpt.model import GPT
+    from mygpt.train import TrainConfig, train
+
+    ids = torch.randint(0, tiny_cfg.vocab_size, (200,))
+    ids[150] = tiny_cfg.vocab_size  # one past the last id
+    with pytest.raises(DataError, match=f"Token id {tiny_cfg.vocab_size} at position 150"):
+        loader = create_dataloader(
+            ids, batch_size=2, context_length=8, vocab_size=tiny_cfg.vocab_size
+        )
+        train(GPT(tiny_cfg), loader, cfg=TrainConfig(max_steps=30, log=False))
+
+
 def test_dataloader_is_deterministic_with_seed():
     ids = torch.arange(504)  # exactly 100 windows: 25 full batches, nothing dropped
 
@@ -413,11 +446,10 @@ def test_dataloader_shapes_order_and_drop_last():
 
 
 def test_dataloader_from_text_uses_gpt2_tokens(monkeypatch):
-    tokenizer = pytest.importorskip("mygpt.tokenizer")
     if SHARED.is_dir():
         monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(SHARED / "tiktoken-cache"))
     text = "In the beginning the Universe was created. " * 20
-    ids = tokenizer.encode(text)
+    ids = encode(text)
     loader = create_dataloader(text, batch_size=2, context_length=6, shuffle=False)
     x, _ = next(iter(loader))
     assert x[0].tolist() == ids[:6] and x[1].tolist() == ids[6:12]

@@ -27,8 +27,15 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from mygpt.distributed import (DistributedContext, distributed_dataloader, get_world_size,
-                               init_distributed, is_main_process, mean_across_ranks, wrap_model)
+from mygpt.distributed import (
+    DistributedContext,
+    distributed_dataloader,
+    get_world_size,
+    init_distributed,
+    is_main_process,
+    mean_across_ranks,
+    wrap_model,
+)
 from mygpt.errors import ConfigError, DataError
 from mygpt.model import GPT
 
@@ -36,17 +43,38 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "train_ddp.py"
 SHARED = Path(os.environ.get("MYGPT_DATA_DIR") or ROOT.parent / "shared" / "data")
 STEPS = 20  # the loader has 15 steps per epoch: the run crosses an epoch boundary
-ARGS = ["--context-length", "16", "--n-layer", "2", "--n-embd", "32", "--n-head", "2",
-        "--max-steps", str(STEPS), "--eval-every", "1", "--checkpoint-every", "100",
-        "--val-frac", "0.1", "--lr", "1e-3", "--seed", "7"]
+ARGS = [
+    "--context-length",
+    "16",
+    "--n-layer",
+    "2",
+    "--n-embd",
+    "32",
+    "--n-head",
+    "2",
+    "--max-steps",
+    str(STEPS),
+    "--eval-every",
+    "1",
+    "--checkpoint-every",
+    "100",
+    "--val-frac",
+    "0.1",
+    "--lr",
+    "1e-3",
+    "--seed",
+    "7",
+]
 TIMEOUT = 120  # seconds per launch; each takes about 8 s on 2 cores
 
 
 @pytest.fixture(scope="module")
 def text_file(tmp_path_factory) -> Path:
     """About 10 kB of made-up sentences (no data files needed)."""
-    words = ("the quick brown fox jumps over a lazy dog while seven wizards quietly hum old "
-             "songs near river banks and mountains").split()
+    words = (
+        "the quick brown fox jumps over a lazy dog while seven wizards quietly hum old "
+        "songs near river banks and mountains"
+    ).split()
     rng = random.Random(0)
     lines = [" ".join(rng.choice(words) for _ in range(12)).capitalize() + "." for _ in range(150)]
     path = tmp_path_factory.mktemp("text") / "input.txt"
@@ -66,8 +94,9 @@ def _env() -> dict[str, str]:
 
 
 def _run(cmd: list[str]) -> subprocess.CompletedProcess:
-    done = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True,
-                          timeout=TIMEOUT)
+    done = subprocess.run(
+        cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=TIMEOUT
+    )
     assert done.returncode == 0, f"{cmd} failed:\n{done.stdout}\n{done.stderr}"
     return done
 
@@ -76,11 +105,36 @@ def _run(cmd: list[str]) -> subprocess.CompletedProcess:
 def runs(text_file, tmp_path_factory) -> dict[str, tuple[Path, str]]:
     """Output directory and stdout of the one-process run and of the two-process run."""
     out = tmp_path_factory.mktemp("runs")
-    single = _run([sys.executable, str(EXAMPLE), "--text", str(text_file), *ARGS,
-                   "--batch-size", "8", "--out", str(out / "single")])
-    ddp = _run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                "--nproc_per_node=2", str(EXAMPLE), "--text", str(text_file), *ARGS,
-                "--batch-size", "4", "--out", str(out / "ddp")])
+    single = _run(
+        [
+            sys.executable,
+            str(EXAMPLE),
+            "--text",
+            str(text_file),
+            *ARGS,
+            "--batch-size",
+            "8",
+            "--out",
+            str(out / "single"),
+        ]
+    )
+    ddp = _run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            str(EXAMPLE),
+            "--text",
+            str(text_file),
+            *ARGS,
+            "--batch-size",
+            "4",
+            "--out",
+            str(out / "ddp"),
+        ]
+    )
     return {"single": (out / "single", single.stdout), "ddp": (out / "ddp", ddp.stdout)}
 
 
@@ -107,8 +161,11 @@ def test_only_rank_0_logs_and_writes(runs):
     ddp_dir, ddp_out = runs["ddp"]
     for step in range(1, STEPS + 1):
         assert ddp_out.count(f"step {step:5d} |") == 1  # one line per step, not one per rank
-    assert sorted(p.name for p in ddp_dir.iterdir()) == ["history.json", "latest",
-                                                         f"step-{STEPS:07d}"]
+    assert sorted(p.name for p in ddp_dir.iterdir()) == [
+        "history.json",
+        "latest",
+        f"step-{STEPS:07d}",
+    ]
 
 
 def test_single_process_without_torchrun(monkeypatch, tiny_cfg):

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from mygpt.checkpoint import load_model, save_model
 from mygpt.config import GPTConfig
-from mygpt.errors import (CheckpointError, ConfigError, MyGPTError, PromptError, TrainingError)
+from mygpt.errors import CheckpointError, ConfigError, MyGPTError, PromptError, TrainingError
 from mygpt.generate import generate_text
 from mygpt.model import GPT
 from mygpt.train import STATE_NAME, TrainConfig, train
@@ -36,17 +36,27 @@ def row(error: type[MyGPTError], *words: str, known_bug: str | None = None):
     ``known_bug``: the package does not give the clear error yet (strict xfail: the test fails
     as soon as it is fixed, so the mark and the page's note get removed then).
     """
+
     def register(fn):
-        marks = [pytest.mark.xfail(raises=Exception, strict=True, reason=known_bug)] if known_bug else []
+        marks = (
+            [pytest.mark.xfail(raises=Exception, strict=True, reason=known_bug)]
+            if known_bug
+            else []
+        )
         ROWS.append(pytest.param(fn, error, words, id=fn.__name__, marks=marks))
         return fn
+
     return register
 
 
 def _loader(cfg: GPTConfig, n: int = 16) -> DataLoader:
     data = torch.randint(0, cfg.vocab_size, (n, 9), generator=torch.Generator().manual_seed(0))
-    return DataLoader(TensorDataset(data[:, :-1], data[:, 1:]), batch_size=4, shuffle=True,
-                      generator=torch.Generator())
+    return DataLoader(
+        TensorDataset(data[:, :-1], data[:, 1:]),
+        batch_size=4,
+        shuffle=True,
+        generator=torch.Generator(),
+    )
 
 
 def _saved_model(tmp_path: Path, cfg: GPTConfig, **config_changes) -> Path:
@@ -59,12 +69,14 @@ def _saved_model(tmp_path: Path, cfg: GPTConfig, **config_changes) -> Path:
 
 # --- configuration ---------------------------------------------------------------------------
 
+
 @row(ConfigError, "TrainConfig.eval_every must be >= 1", "0")
 def train_config_eval_every_zero(tmp_path, cfg):
     TrainConfig(eval_every=0)
 
 
 # --- prompts ---------------------------------------------------------------------------------
+
 
 @row(PromptError, "empty prompt", "'<|endoftext|>'")
 def generate_text_empty_prompt(tmp_path, cfg):
@@ -78,6 +90,7 @@ def generate_text_not_a_string(tmp_path, cfg):
 
 # --- checkpoints -----------------------------------------------------------------------------
 
+
 @row(CheckpointError, "does not fit the model", "missing tensors ['blocks.2.attn.proj.bias'")
 def checkpoint_missing_tensors(tmp_path, cfg):
     load_model(_saved_model(tmp_path, cfg, n_layer=3))
@@ -88,14 +101,18 @@ def checkpoint_misshaped_tensor(tmp_path, cfg):
     load_model(_saved_model(tmp_path, cfg, vocab_size=101))
 
 
-@row(CheckpointError, "model.safetensors is not a readable safetensors file", "truncated or corrupt")
+@row(
+    CheckpointError, "model.safetensors is not a readable safetensors file", "truncated or corrupt"
+)
 def checkpoint_truncated_safetensors(tmp_path, cfg):
     weights = _saved_model(tmp_path, cfg) / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
     load_model(weights.parent)
 
 
-@row(CheckpointError, "model.safetensors is not a readable safetensors file", "truncated or corrupt")
+@row(
+    CheckpointError, "model.safetensors is not a readable safetensors file", "truncated or corrupt"
+)
 def checkpoint_corrupt_safetensors_header(tmp_path, cfg):
     weights = _saved_model(tmp_path, cfg) / "model.safetensors"
     data = weights.read_bytes()
@@ -110,26 +127,45 @@ def model_directory_without_config(tmp_path, cfg):
     load_model(path)
 
 
-@row(CheckpointError, f"{STATE_NAME} is not a readable training state", "truncated, corrupt",
-     "could run code", "latest")
+@row(
+    CheckpointError,
+    f"{STATE_NAME} is not a readable training state",
+    "truncated, corrupt",
+    "could run code",
+    "latest",
+)
 def resume_from_corrupt_training_state(tmp_path, cfg):
     tc = TrainConfig(max_steps=2, checkpoint_every=2, log=False)
     train(GPT(cfg), _loader(cfg), cfg=tc, checkpoint_dir=tmp_path)
     state = tmp_path / "step-0000002" / STATE_NAME
     state.write_bytes(state.read_bytes()[:100])
-    train(GPT(cfg), _loader(cfg), cfg=tc.__class__(max_steps=4, log=False), checkpoint_dir=tmp_path,
-          resume=True)
+    train(
+        GPT(cfg),
+        _loader(cfg),
+        cfg=tc.__class__(max_steps=4, log=False),
+        checkpoint_dir=tmp_path,
+        resume=True,
+    )
 
 
-@row(CheckpointError, "latest names step-0000009, which does not exist",
-     "Write the name of an existing step-* directory into it")
+@row(
+    CheckpointError,
+    "latest names step-0000009, which does not exist",
+    "Write the name of an existing step-* directory into it",
+)
 def resume_when_latest_points_nowhere(tmp_path, cfg):
     (tmp_path / "latest").write_text("step-0000009")
-    train(GPT(cfg), _loader(cfg), cfg=TrainConfig(max_steps=1, log=False),
-          checkpoint_dir=tmp_path, resume=True)
+    train(
+        GPT(cfg),
+        _loader(cfg),
+        cfg=TrainConfig(max_steps=1, log=False),
+        checkpoint_dir=tmp_path,
+        resume=True,
+    )
 
 
 # --- training --------------------------------------------------------------------------------
+
 
 @row(TrainingError, "The training loader yields no batch", "lower batch_size or context_length")
 def train_on_an_empty_loader(tmp_path, cfg):
@@ -154,8 +190,12 @@ TEST_REF = re.compile(r"`(test_\w+\.py)::(test_\w+)(?:\[([\w.-]+)\])?`")
 def test_every_test_the_error_page_names_exists():
     """Every ``file::test`` in the page's stored tables exists, and so does every row here."""
     nb = nbformat.read(str(PAGE), as_version=4)
-    shown = "\n".join(out.get("data", {}).get("text/markdown", "")
-                      for cell in nb.cells if cell.cell_type == "code" for out in cell.outputs)
+    shown = "\n".join(
+        out.get("data", {}).get("text/markdown", "")
+        for cell in nb.cells
+        if cell.cell_type == "code"
+        for out in cell.outputs
+    )
     refs = TEST_REF.findall(shown)
     assert len(refs) >= 20, f"the page names only {len(refs)} tests"
     ids = {p.id for p in ROWS}
@@ -166,4 +206,6 @@ def test_every_test_the_error_page_names_exists():
             assert param in ids, f"no row {param!r} in {file}"
     named_here = {param for file, _, param in refs if file == Path(__file__).name}
     working = {p.id for p in ROWS if not p.marks}  # a known bug cannot be shown on the page yet
-    assert working <= named_here, f"rows tested here but missing from the page: {working - named_here}"
+    assert working <= named_here, (
+        f"rows tested here but missing from the page: {working - named_here}"
+    )

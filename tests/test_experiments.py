@@ -26,8 +26,15 @@ def toy(private_data) -> ex.ExperimentSpec:
     private_data("exp-toy", TOY_TEXT)
     return ex.ExperimentSpec(
         model=GPTConfig(vocab_size=256, context_length=16, n_embd=16, n_layer=1, n_head=2),
-        lr=1e-2, warmup_steps=1, token_budget=6 * 64, tokens_per_step=64, eval_points=3,
-        eval_tokens=64, data="exp-toy", seed=0)
+        lr=1e-2,
+        warmup_steps=1,
+        token_budget=6 * 64,
+        tokens_per_step=64,
+        eval_points=3,
+        eval_tokens=64,
+        data="exp-toy",
+        seed=0,
+    )
 
 
 def test_cache_hit_returns_identical_result_without_training(toy):
@@ -132,6 +139,7 @@ def test_byte_ids_are_utf8_bytes():
 
 def test_plot_sweep_caps_the_y_axis_for_diverged_runs(toy):
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -143,3 +151,81 @@ def test_plot_sweep_caps_the_y_axis_for_diverged_runs(toy):
     assert len(curves.lines) == 2 and curves.lines[1].get_linestyle() == "--"
     assert curves.get_ylim()[1] <= math.log(256) + 0.55 < results[1].final_val_loss
     plt.close(fig)
+
+
+def _valid_cache(toy) -> tuple:
+    """A cached result of ``toy`` (trained once) and its file's path and parsed content."""
+    import json
+
+    first = ex.run_experiment(toy)
+    path = ex.experiments_dir() / f"{toy.key()}.json"
+    return first, path, json.loads(path.read_text())
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda d: {**d, "history": {}},  # valid JSON, empty curve: final loss would be nan
+        lambda d: {
+            **d,
+            "history": {**d["history"], "val_loss": ["x"] * len(d["history"]["val_loss"])},
+        },
+        lambda d: {**d, "history": {**d["history"], "val_loss": d["history"]["val_loss"][:-1]}},
+        lambda d: {**d, "history": {**d["history"], "step": [True] * len(d["history"]["step"])}},
+        lambda d: {**d, "history": {**d["history"], "extra": []}},
+        lambda d: {**d, "history": {k: v[:-1] for k, v in d["history"].items()}},  # not finished
+        lambda d: {**d, "diverged": "no"},
+        lambda d: {**d, "diverged": True},  # contradicts the curve
+        lambda d: {**d, "error": 3},
+        lambda d: {**d, "spec": {**d["spec"], "lr": 123.0}},  # a result of another spec
+        lambda d: [d],
+        lambda d: "a string",
+        lambda d: None,
+        lambda d: {k: v for k, v in d.items() if k != "spec"},
+    ],
+    ids=[
+        "empty-history",
+        "string-losses",
+        "ragged-history",
+        "bool-steps",
+        "extra-field",
+        "unfinished",
+        "diverged-string",
+        "diverged-contradicts",
+        "error-int",
+        "other-spec",
+        "list",
+        "string",
+        "null",
+        "no-spec",
+    ],
+)
+def test_cache_file_of_the_wrong_shape_is_retrained(toy, damage):
+    import json
+
+    first, path, data = _valid_cache(toy)
+    path.write_text(json.dumps(damage(data)))
+    before = ex.TRAIN_CALLS
+    again = ex.run_experiment(toy)
+    assert ex.TRAIN_CALLS == before + 1  # a miss: trained again ...
+    assert again == first and math.isfinite(again.final_val_loss)
+    assert ex.Result.from_json(path.read_text()) == first  # ... and the file overwritten
+    assert not list(path.parent.glob(".*"))  # no temporary file left behind
+
+
+@pytest.mark.parametrize("content", [b"\xff\xfe{not utf-8", b"", b"\x00" * 10])
+def test_unreadable_cache_bytes_are_a_miss_not_a_crash(toy, content):
+    first, path, _ = _valid_cache(toy)
+    path.write_bytes(content)
+    before = ex.TRAIN_CALLS
+    assert ex.run_experiment(toy) == first
+    assert ex.TRAIN_CALLS == before + 1
+    assert ex.run_experiment(toy) == first  # the file was rewritten: later calls hit the cache
+    assert ex.TRAIN_CALLS == before + 1
+
+
+def test_from_json_rejects_a_wrong_shape():
+    with pytest.raises(ValueError, match="history"):
+        ex.Result.from_json(
+            '{"spec": {}, "history": {"val_loss": ["x"]}, "diverged": false, "error": ""}'
+        )

@@ -11,9 +11,16 @@ from torch import nn
 
 from mygpt.errors import ConfigError
 from mygpt.generate import generate
-from mygpt.inference import (WEIGHT_FORMATS, ExactMaxLinear, Int8Linear, _INT8_KERNEL_WORKS,
-                             _int8_kernel_works, _onednn_ok, optimize_for_inference,
-                             weight_bytes_per_token)
+from mygpt.inference import (
+    _INT8_KERNEL_WORKS,
+    WEIGHT_FORMATS,
+    ExactMaxLinear,
+    Int8Linear,
+    _int8_kernel_works,
+    _onednn_ok,
+    optimize_for_inference,
+    weight_bytes_per_token,
+)
 from mygpt.model import GPT
 
 
@@ -74,7 +81,9 @@ def test_int8_layer_quantises_each_row_to_within_half_a_step():
     assert q.weight_int8.dtype == torch.int8 and q.scale.shape == (24,)
     err = (q.dequantized_weight() - linear.weight).abs()
     assert (err <= q.scale[:, None] / 2 + 1e-7).all()
-    assert (q.weight_int8.abs().amax(dim=1) == 127).all()  # each row's largest weight uses the range
+    assert (
+        q.weight_int8.abs().amax(dim=1) == 127
+    ).all()  # each row's largest weight uses the range
 
 
 @pytest.mark.parametrize("kernel", [True, False])
@@ -108,7 +117,9 @@ def test_int8_model_generates_from_the_same_logits_up_to_quantisation(model, tin
         ref, got = model(idx), fast(idx)
     assert got.dtype == torch.float32
     assert (got - ref).abs().max() < 0.05 * ref.abs().max()
-    assert torch.equal(generate(fast, idx, 6, use_cache=True), generate(fast, idx, 6, use_cache=False))
+    assert torch.equal(
+        generate(fast, idx, 6, use_cache=True), generate(fast, idx, 6, use_cache=False)
+    )
 
 
 def test_exact_max_head_keeps_the_largest_logit_and_greedy_tokens(model, tiny_cfg):
@@ -123,7 +134,10 @@ def test_exact_max_head_keeps_the_largest_logit_and_greedy_tokens(model, tiny_cf
             est = head.approx(x).float()
             got = head(x)
         # The error bound (before its safety factor of 2) holds for every estimate ...
-        bound = head.approx.scale[None, :] * x.abs().sum(-1, keepdim=True) * (0.5 + 127 / 2**9) + est.abs() / 2**8
+        bound = (
+            head.approx.scale[None, :] * x.abs().sum(-1, keepdim=True) * (0.5 + 127 / 2**9)
+            + est.abs() / 2**8
+        )
         assert ((est - exact).abs() <= bound).all()
         # ... so the largest logit is exact and in the same place; the others are estimates.
         assert torch.equal(got.argmax(-1), exact.argmax(-1))
@@ -144,10 +158,13 @@ def test_weight_bytes_per_token_counts_what_a_decoding_step_reads(model, tiny_cf
     assert weight_bytes_per_token(optimize_for_inference(model, "bf16")) == fp32 // 2
     int8 = optimize_for_inference(model, "int8")
     linear_weights = tiny_cfg.n_layer * 12 * C * C + V * C
-    expected = (linear_weights  # one byte each
-                + 4 * sum(m.out_features for m in int8.modules() if isinstance(m, Int8Linear))  # scales
-                + fp32 - 4 * linear_weights  # everything else stays fp32
-                + 4 * C)  # the embedding's row is now read apart from the output layer's copy
+    expected = (
+        linear_weights  # one byte each
+        + 4 * sum(m.out_features for m in int8.modules() if isinstance(m, Int8Linear))  # scales
+        + fp32
+        - 4 * linear_weights  # everything else stays fp32
+        + 4 * C
+    )  # the embedding's row is now read apart from the output layer's copy
     assert weight_bytes_per_token(int8) == expected
     # The exact-max head reads its int8 copy and scales (and fp32 rows for a few candidates).
     head = optimize_for_inference(model, "fp32", exact_max_head=True)

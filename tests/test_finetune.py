@@ -13,19 +13,49 @@ import torch
 from mygpt import __main__ as cli
 from mygpt.config import GPTConfig
 from mygpt.errors import CheckpointError, ConfigError, DataError, PromptError
-from mygpt.finetune import (ClassificationDataset, GPTClassifier, balance_classes, classification_loader,
-                            classify, confusion_matrix, evaluate_classifier, load_classifier, pad_batch,
-                            pool, predict, save_classifier, set_trainable, split_rows, train_classifier)
+from mygpt.finetune import (
+    ClassificationDataset,
+    GPTClassifier,
+    balance_classes,
+    classification_loader,
+    classify,
+    confusion_matrix,
+    evaluate_classifier,
+    load_classifier,
+    pad_batch,
+    pool,
+    predict,
+    save_classifier,
+    set_trainable,
+    split_rows,
+    train_classifier,
+)
 from mygpt.model import GPT
 from mygpt.tokenizer import EOT_ID, encode_ordinary
 
 CFG = GPTConfig(vocab_size=50257, context_length=32, n_embd=16, n_layer=2, n_head=2)
 
 # A toy task a tiny model learns in a few steps: the word "prize" marks spam.
-HAM = ["see you at noon", "call me later", "dinner is ready", "ok thanks", "on my way home",
-       "meeting moved to three", "love you", "where are you"]
-SPAM = ["win a prize now", "prize prize claim", "you won a prize", "free prize today",
-        "claim your prize", "prize waiting text now", "urgent prize", "cash prize call"]
+HAM = [
+    "see you at noon",
+    "call me later",
+    "dinner is ready",
+    "ok thanks",
+    "on my way home",
+    "meeting moved to three",
+    "love you",
+    "where are you",
+]
+SPAM = [
+    "win a prize now",
+    "prize prize claim",
+    "you won a prize",
+    "free prize today",
+    "claim your prize",
+    "prize waiting text now",
+    "urgent prize",
+    "cash prize call",
+]
 
 
 def tiny_classifier(pooling="last") -> GPTClassifier:
@@ -58,9 +88,13 @@ def test_split_rows_partitions_with_fixed_seed():
 
 
 def test_dataset_truncates_and_pad_batch_right_pads():
-    ds = ClassificationDataset(["hello there, how are you today my friend", "hi"], [1, 0], max_length=5)
-    assert len(ds[0][0]) == 5 and ds[0][0].tolist() == encode_ordinary(
-        "hello there, how are you today my friend")[:5]
+    ds = ClassificationDataset(
+        ["hello there, how are you today my friend", "hi"], [1, 0], max_length=5
+    )
+    assert (
+        len(ds[0][0]) == 5
+        and ds[0][0].tolist() == encode_ordinary("hello there, how are you today my friend")[:5]
+    )
     x, lengths, y = pad_batch([ds[0], ds[1]])
     assert x.shape == (2, 5) and lengths.tolist() == [5, 1] and y.tolist() == [1, 0]
     assert x[1, 1:].tolist() == [EOT_ID] * 4
@@ -74,7 +108,9 @@ def test_pool_last_and_mean_ignore_padding():
     out = torch.arange(2 * 4 * 3, dtype=torch.float).view(2, 4, 3)
     lengths = torch.tensor([2, 4])
     torch.testing.assert_close(pool(out, lengths, "last"), torch.stack([out[0, 1], out[1, 3]]))
-    torch.testing.assert_close(pool(out, lengths, "mean"), torch.stack([out[0, :2].mean(0), out[1].mean(0)]))
+    torch.testing.assert_close(
+        pool(out, lengths, "mean"), torch.stack([out[0, :2].mean(0), out[1].mean(0)])
+    )
     with pytest.raises(ConfigError):
         pool(out, lengths, "max")
 
@@ -92,7 +128,9 @@ def test_set_trainable_parts():
     model = tiny_classifier()
     n_last = set_trainable(model, "last")
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
-    assert trainable and all(n.startswith(("gpt.blocks.1.", "gpt.ln_f.", "gpt.lm_head.")) for n in trainable)
+    assert trainable and all(
+        n.startswith(("gpt.blocks.1.", "gpt.ln_f.", "gpt.lm_head.")) for n in trainable
+    )
     assert "gpt.lm_head.weight" in trainable and "gpt.ln_f.weight" in trainable
     assert set_trainable(model, "head") == 16 * 2 + 2 < n_last
     assert set_trainable(model, "all") == sum(p.numel() for p in model.parameters())
@@ -144,7 +182,10 @@ def test_classifier_rejects_bad_settings():
 def test_save_load_roundtrip(tmp_path):
     model = tiny_classifier("mean").eval()
     save_classifier(model, tmp_path / "clf")
-    assert sorted(p.name for p in (tmp_path / "clf").iterdir()) == ["config.json", "model.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "clf").iterdir()) == [
+        "config.json",
+        "model.safetensors",
+    ]
     config = json.loads((tmp_path / "clf" / "config.json").read_text())
     assert config["labels"] == ["ham", "spam"] and config["pooling"] == "mean"
     loaded = load_classifier(tmp_path / "clf")
@@ -173,17 +214,50 @@ def test_cli_classify_end_to_end(tmp_path, capsys):
     train_classifier(model, toy_loader(shuffle=True), epochs=8, lr=1e-2, log=False)
     save_classifier(model, tmp_path / "clf")
     expected = classify(model, ["you won a prize", "call me later"])
-    assert cli.main(["classify", "--model", str(tmp_path / "clf"), "--device", "cpu",
-                     "you won a prize", "call me later"]) == 0
-    assert capsys.readouterr().out.splitlines() == [f"{expected[0]}\tyou won a prize",
-                                                     f"{expected[1]}\tcall me later"]
+    assert (
+        cli.main(
+            [
+                "classify",
+                "--model",
+                str(tmp_path / "clf"),
+                "--device",
+                "cpu",
+                "you won a prize",
+                "call me later",
+            ]
+        )
+        == 0
+    )
+    assert capsys.readouterr().out.splitlines() == [
+        f"{expected[0]}\tyou won a prize",
+        f"{expected[1]}\tcall me later",
+    ]
     # And as a real process, reading messages from stdin; a missing model is a clean error.
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
-    run = subprocess.run([sys.executable, "-m", "mygpt", "classify", "--model", str(tmp_path / "clf"),
-                          "--device", "cpu"], input="you won a prize\n", capture_output=True,
-                         text=True, env=env, timeout=120)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mygpt",
+            "classify",
+            "--model",
+            str(tmp_path / "clf"),
+            "--device",
+            "cpu",
+        ],
+        input="you won a prize\n",
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert run.returncode == 0, run.stderr
     assert run.stdout.splitlines() == [f"{expected[0]}\tyou won a prize"]
-    bad = subprocess.run([sys.executable, "-m", "mygpt", "classify", "--model", str(tmp_path / "nope"),
-                          "hi"], capture_output=True, text=True, env=env, timeout=120)
+    bad = subprocess.run(
+        [sys.executable, "-m", "mygpt", "classify", "--model", str(tmp_path / "nope"), "hi"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert bad.returncode == 2 and "No config.json" in bad.stderr

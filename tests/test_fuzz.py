@@ -17,8 +17,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from mygpt.errors import MyGPTError, PromptError, SamplingError, TokenizerError
-from mygpt.generate import (generate, next_token_probs, sample_next_token, top_k_filter,
-                            top_p_filter)
+from mygpt.generate import generate, next_token_probs, sample_next_token, top_k_filter, top_p_filter
 from mygpt.model import GPT
 from mygpt.tokenizer import decode, encode
 
@@ -28,13 +27,20 @@ FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCh
 # Rows of logits with ties, -inf (already filtered tokens) and very large values; at least one
 # finite entry per row, as a model's output always has.
 _VALUES = st.sampled_from([-math.inf, -1e4, -3.0, -1.0, 0.0, 0.0, 0.5, 2.0, 2.0, 7.0, 1e4])
-_ROW = st.lists(_VALUES, min_size=VOCAB, max_size=VOCAB).filter(lambda r: any(map(math.isfinite, r)))
+_ROW = st.lists(_VALUES, min_size=VOCAB, max_size=VOCAB).filter(
+    lambda r: any(map(math.isfinite, r))
+)
 _LOGITS = st.lists(_ROW, min_size=1, max_size=3).map(lambda rows: torch.tensor(rows))
 
 
 @FUZZ
-@given(logits=_LOGITS, t=st.floats(1e-3, 100.0), k=st.none() | st.integers(1, VOCAB),
-       p=st.none() | st.floats(1e-3, 1.0), seed=st.integers(0, 2**31))
+@given(
+    logits=_LOGITS,
+    t=st.floats(1e-3, 100.0),
+    k=st.none() | st.integers(1, VOCAB),
+    p=st.none() | st.floats(1e-3, 1.0),
+    seed=st.integers(0, 2**31),
+)
 def test_sampler_invariants_on_adversarial_logits(logits, t, k, p, seed):
     probs = next_token_probs(logits, t, k, p)
     assert torch.isfinite(probs).all() and (probs >= 0).all()
@@ -64,8 +70,13 @@ def model():
     return GPT(GPTConfig(vocab_size=VOCAB, context_length=8, n_embd=16, n_layer=1, n_head=2)).eval()
 
 
-_NUMBER = (st.floats(allow_nan=True, allow_infinity=True) | st.integers(-5, 20) | st.none()
-           | st.booleans() | st.text(max_size=2))
+_NUMBER = (
+    st.floats(allow_nan=True, allow_infinity=True)
+    | st.integers(-5, 20)
+    | st.none()
+    | st.booleans()
+    | st.text(max_size=2)
+)
 
 
 def _mostly(valid, anything):
@@ -79,22 +90,31 @@ def _no_tiny_positive(x):
     return not (isinstance(x, float) and 0 < x < 1e-30)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(temperature=_mostly(st.floats(0, 3), _NUMBER).filter(_no_tiny_positive),
-       top_k=_mostly(st.none() | st.integers(1, VOCAB), _NUMBER),
-       top_p=_mostly(st.none() | st.floats(0.01, 1.0), _NUMBER),
-       max_new_tokens=_mostly(st.integers(0, 4), st.integers(-2, -1) | st.floats(0, 3)),  # None: below
-       prompt=_mostly(st.lists(st.lists(st.integers(0, VOCAB - 1), min_size=1, max_size=10),
-                               min_size=1, max_size=3),
-                      st.lists(st.lists(st.integers(0, VOCAB - 1), max_size=10), max_size=3)),
-       truncate=st.booleans())
-def test_generate_works_or_raises_a_package_error(model, temperature, top_k, top_p,
-                                                  max_new_tokens, prompt, truncate):
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    temperature=_mostly(st.floats(0, 3), _NUMBER).filter(_no_tiny_positive),
+    top_k=_mostly(st.none() | st.integers(1, VOCAB), _NUMBER),
+    top_p=_mostly(st.none() | st.floats(0.01, 1.0), _NUMBER),
+    max_new_tokens=_mostly(st.integers(0, 4), st.integers(-2, -1) | st.floats(0, 3)),  # None: below
+    prompt=_mostly(
+        st.lists(
+            st.lists(st.integers(0, VOCAB - 1), min_size=1, max_size=10), min_size=1, max_size=3
+        ),
+        st.lists(st.lists(st.integers(0, VOCAB - 1), max_size=10), max_size=3),
+    ),
+    truncate=st.booleans(),
+)
+def test_generate_works_or_raises_a_package_error(
+    model, temperature, top_k, top_p, max_new_tokens, prompt, truncate
+):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # truncation's warning
-            out = generate(model, prompt, max_new_tokens, temperature, top_k, top_p, seed=0,
-                           truncate=truncate)
+            out = generate(
+                model, prompt, max_new_tokens, temperature, top_k, top_p, seed=0, truncate=truncate
+            )
     except (SamplingError, PromptError) as error:
         event(f"refused: {type(error).__name__}")
         return
@@ -107,7 +127,7 @@ def test_generate_works_or_raises_a_package_error(model, temperature, top_k, top
     assert out.shape == (len(prompt), width + max_new_tokens)
     assert ((out >= 0) & (out < VOCAB)).all()
     for row, p in enumerate(prompt):
-        assert out[row, width - min(len(p), width):width].tolist() == p[-width:]
+        assert out[row, width - min(len(p), width) : width].tolist() == p[-width:]
 
 
 def test_tiny_positive_temperature_is_greedy_or_refused():
@@ -126,7 +146,9 @@ def test_max_new_tokens_none_is_a_sampling_error(model):
 
 _ANYTHING = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text() | st.binary(),
-    lambda inner: st.lists(inner, max_size=4) | st.tuples(inner, inner), max_leaves=8)
+    lambda inner: st.lists(inner, max_size=4) | st.tuples(inner, inner),
+    max_leaves=8,
+)
 
 
 @FUZZ
@@ -135,8 +157,7 @@ def test_encode_takes_text_or_raises_tokenizer_error(value):
     try:
         ids = encode(value)
     except TokenizerError:
-        assert not isinstance(value, str) or any(
-            0xD800 <= ord(c) <= 0xDFFF for c in value)
+        assert not isinstance(value, str) or any(0xD800 <= ord(c) <= 0xDFFF for c in value)
         return
     assert isinstance(value, str) and decode(ids) == value
 

@@ -51,12 +51,16 @@ def test_collate_pads_appends_eot_and_masks():
 
 def test_collate_with_target_flags_keeps_only_flagged_tokens():
     # Tokens 3 and 4 are not targets (say, a tool's output); the appended end-of-text is.
-    x, y = I.collate([([1, 2, 3, 4, 5], [False, True, False, False, True]), ([7, 8], [False, True])])
+    x, y = I.collate(
+        [([1, 2, 3, 4, 5], [False, True, False, False, True]), ([7, 8], [False, True])]
+    )
     assert y[0].tolist() == [2, -100, -100, 5, EOT_ID]
     assert y[1].tolist() == [8, EOT_ID, -100, -100, -100]
     # flags override mask_prompt, which is about prompt lengths
-    assert torch.equal(I.collate([([1, 2, 3], [True, True, True])], mask_prompt=True)[1],
-                       torch.tensor([[2, 3, EOT_ID]]))
+    assert torch.equal(
+        I.collate([([1, 2, 3], [True, True, True])], mask_prompt=True)[1],
+        torch.tensor([[2, 3, EOT_ID]]),
+    )
     with pytest.raises(mygpt.DataError, match="2 target flags"):
         I.collate([([1, 2, 3], [True, False])])
 
@@ -87,7 +91,9 @@ def test_scores():
     assert I.exact_match("blue sky", "blue") == 0.0
     assert I.token_f1("red blue", "blue green") == pytest.approx(0.5)
     assert I.token_f1("", "") == 1.0 and I.token_f1("x", "") == 0.0
-    assert I.rouge_l("a b c d", "a c d") == pytest.approx(0.8)  # articles dropped: LCS("b c d", "c d") = 2
+    assert I.rouge_l("a b c d", "a c d") == pytest.approx(
+        0.8
+    )  # articles dropped: LCS("b c d", "c d") = 2
     assert I.rouge_l("one two three four", "one three four five") == pytest.approx(0.75)
     s = I.score_responses(["blue", "red"], ["blue", "green"])
     assert s == {"exact_match": 0.5, "token_f1": 0.5, "rouge_l": 0.5}
@@ -97,8 +103,9 @@ def test_scores():
 
 def test_generate_responses_and_save(tmp_path):
     torch.manual_seed(0)
-    model = mygpt.GPT(mygpt.GPTConfig(vocab_size=EOT_ID + 1, context_length=64, n_embd=32,
-                                      n_layer=1, n_head=2)).eval()
+    model = mygpt.GPT(
+        mygpt.GPTConfig(vocab_size=EOT_ID + 1, context_length=64, n_embd=32, n_layer=1, n_head=2)
+    ).eval()
     prompts = [I.format_prompt(REC), "Hello"]
     out = I.generate_responses(model, prompts, max_new_tokens=5, batch_size=1)
     batched = I.generate_responses(model, prompts, max_new_tokens=5, batch_size=2)
@@ -113,8 +120,9 @@ def test_generate_responses_and_save(tmp_path):
 
 def test_finetuning_lowers_response_loss():
     torch.manual_seed(0)
-    model = mygpt.GPT(mygpt.GPTConfig(vocab_size=EOT_ID + 1, context_length=64, n_embd=32,
-                                      n_layer=1, n_head=2))
+    model = mygpt.GPT(
+        mygpt.GPTConfig(vocab_size=EOT_ID + 1, context_length=64, n_embd=32, n_layer=1, n_head=2)
+    )
     loader = I.create_loader(I.instruction_pairs([REC, REC_IN]), batch_size=2, mask_prompt=True)
     before = mygpt.evaluate(model, loader)
     mygpt.train(model, loader, cfg=mygpt.TrainConfig(max_steps=30, lr=3e-3, log=False))

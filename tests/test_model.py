@@ -20,8 +20,12 @@ def test_gpt2_124m_parameter_counts():
 def test_explicit_and_fused_attention_functions_agree():
     q, k, v = torch.randn(3, 2, 4, 7, 16).unbind(0)
     mask = causal_mask(7, 7)
-    torch.testing.assert_close(attention_explicit(q, k, v, mask), attention_fused(q, k, v, is_causal=True))
-    torch.testing.assert_close(attention_explicit(q, k, v, mask), attention_fused(q, k, v, mask=mask))
+    torch.testing.assert_close(
+        attention_explicit(q, k, v, mask), attention_fused(q, k, v, is_causal=True)
+    )
+    torch.testing.assert_close(
+        attention_explicit(q, k, v, mask), attention_fused(q, k, v, mask=mask)
+    )
 
 
 def test_explicit_and_fused_models_agree(tiny_cfg):
@@ -48,7 +52,7 @@ def test_kv_cache_forward_matches_full_forward(tiny_cfg):
         full = model(idx)
         cache = model.new_kv_cache(2)
         parts = [model(idx[:, :6], kv_cache=cache), model(idx[:, 6:11], kv_cache=cache)]
-        parts += [model(idx[:, t:t + 1], kv_cache=cache) for t in range(11, 15)]
+        parts += [model(idx[:, t : t + 1], kv_cache=cache) for t in range(11, 15)]
         torch.testing.assert_close(torch.cat(parts, dim=1), full, atol=1e-5, rtol=1e-5)
 
 

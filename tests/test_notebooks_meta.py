@@ -14,13 +14,13 @@ import nbformat
 import pytest
 
 BOOK = Path(__file__).resolve().parent.parent / "book"
-# The temporary page that proves the build pipeline; it does not use mygpt, so no bootstrap.
-PIPELINE_CHECK = "00-pipeline-check.ipynb"
 
+# Every notebook is a chapter or an appendix, and each starts with the bootstrap cell.
 NOTEBOOKS = sorted(
-    p for p in BOOK.rglob("*.ipynb") if not any(part.startswith((".", "_")) for part in p.relative_to(BOOK).parts)
+    p
+    for p in BOOK.rglob("*.ipynb")
+    if not any(part.startswith((".", "_")) for part in p.relative_to(BOOK).parts)
 )
-CHAPTERS = [p for p in NOTEBOOKS if p.name != PIPELINE_CHECK]
 
 # tqdm's bar: "42%|████      | 5/12 [00:01<00:02, 3.10it/s]"
 PROGRESS_BAR = re.compile(r"\d+%\|.*\||\d(it/s|s/it)\]")
@@ -77,22 +77,29 @@ def test_outputs_are_stable(path: Path) -> None:
             if output.output_type == "error":
                 problems.append(f"code cell {index}: error output {output.ename}: {output.evalue}")
             if " at 0x" in text:
-                problems.append(f"code cell {index}: a memory address (' at 0x...'); end the line with ';'")
+                problems.append(
+                    f"code cell {index}: a memory address (' at 0x...'); end the line with ';'"
+                )
             if PROGRESS_BAR.search(text):
-                problems.append(f"code cell {index}: a progress bar; store outputs with TQDM_DISABLE=1")
+                problems.append(
+                    f"code cell {index}: a progress bar; store outputs with TQDM_DISABLE=1"
+                )
     assert not problems, f"{path.name}:\n" + "\n".join(problems)
 
 
 def test_chapters_start_with_the_shared_bootstrap() -> None:
     """Every chapter's first code cell is the same bootstrap, which calls mygpt.setup_notebook()."""
-    if not CHAPTERS:
-        pytest.skip("no chapters yet (only the pipeline check)")
+    assert NOTEBOOKS, f"no notebooks under {BOOK}"
     first_cells = {}
-    for path in CHAPTERS:
+    for path in NOTEBOOKS:
         cells = _code_cells(_read(path))
         assert cells, f"{path.name} has no code cells"
         first_cells[path.name] = cells[0].source
     reference_name, reference = next(iter(first_cells.items()))
-    assert "setup_notebook(" in reference, f"{reference_name}: first code cell does not call setup_notebook()"
+    assert "setup_notebook(" in reference, (
+        f"{reference_name}: first code cell does not call setup_notebook()"
+    )
     different = [name for name, source in first_cells.items() if source != reference]
-    assert not different, f"first code cell differs from {reference_name}'s bootstrap in: {different}"
+    assert not different, (
+        f"first code cell differs from {reference_name}'s bootstrap in: {different}"
+    )

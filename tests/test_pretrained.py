@@ -8,7 +8,6 @@ saved in the real file formats (``save_pretrained``; the Hub cache's own layout)
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import subprocess
@@ -23,6 +22,7 @@ from huggingface_hub.file_download import repo_folder_name
 from safetensors.torch import load_file, save_file
 
 from mygpt.errors import CheckpointError, ConfigError
+from mygpt.generate import generate
 from mygpt.pretrained import CONV1D_WEIGHTS, HUB_REPOS, NAME_MAP, hub_to_ours, load_pretrained
 
 transformers = pytest.importorskip("transformers")
@@ -132,15 +132,7 @@ def test_greedy_tokens_equal_transformers_generate(saved):
             min_new_tokens=n_new, do_sample=False, pad_token_id=0,
         )  # fmt: skip
     assert expected.shape[1] == prompt.shape[1] + n_new
-    if importlib.util.find_spec("mygpt.generate") is not None:
-        from mygpt.generate import generate
-
-        ours = generate(model, prompt, n_new, temperature=0.0)
-    else:  # mygpt.generate not written yet: a plain greedy loop
-        ours = prompt
-        with torch.no_grad():
-            for _ in range(n_new):
-                ours = torch.cat([ours, model(ours)[:, -1:].argmax(-1)], dim=1)
+    ours = generate(model, prompt, n_new, temperature=0.0)
     assert ours.tolist() == expected.tolist()
 
 
@@ -355,4 +347,3 @@ def test_hub_offline_without_cached_files_raises_clear_error(hub_run):
         assert "HF_HUB_OFFLINE" in message, message
         assert "local directory" in message
     assert "openai-community/gpt2-medium" in hub_run[0]["gpt2-medium@None"]
-

@@ -5,8 +5,15 @@ import torch
 
 from mygpt.errors import SamplingError
 from mygpt.generate import generate
-from mygpt.metrics import (cut_at_stop, distinct_n, mean_log_likelihood, ngrams, repetition_rate,
-                           sample_metrics, token_log_probs)
+from mygpt.metrics import (
+    cut_at_stop,
+    distinct_n,
+    mean_log_likelihood,
+    ngrams,
+    repetition_rate,
+    sample_metrics,
+    token_log_probs,
+)
 from mygpt.model import GPT
 
 
@@ -52,7 +59,7 @@ def test_token_log_probs_match_a_forward_pass_token_by_token(model):
     for t in range(4, 9):
         with torch.no_grad():
             expect = torch.log_softmax(model(idx[:, :t])[:, -1], dim=-1)
-        torch.testing.assert_close(lp[:, t - 4], expect.gather(1, idx[:, t:t + 1]).squeeze(1))
+        torch.testing.assert_close(lp[:, t - 4], expect.gather(1, idx[:, t : t + 1]).squeeze(1))
     assert (lp <= 0).all()
 
 
@@ -77,12 +84,11 @@ def test_greedy_samples_are_likelier_and_less_diverse_than_hot_samples(model):
     assert greedy["stopped"] == 0.0 and greedy["length"] == 20
 
 
-def test_sample_metrics_stop_fraction_and_length(model):
-    prompt = torch.tensor([[0], [1]])
-    free = generate(model, prompt, 6)
-    eos = int(free[0, 1])  # row 0's first new token becomes the stop token
-    if eos in free[1, 1:].tolist():
-        pytest.skip("row 1 would emit the stop token as well")
-    m = sample_metrics(model, generate(model, prompt, 6, eos_id=eos), 1, eos_id=eos)
+def test_sample_metrics_stop_fraction_and_length(counting_model):
+    prompt = torch.tensor([[0], [5]])
+    eos = 1  # the counting model's row 0 emits it first (0 -> 1); row 1 (6, 7, ..., 11) never does
+    out = generate(counting_model, prompt, 6, eos_id=eos)
+    assert out.tolist() == [[0, 1, 1, 1, 1, 1, 1], [5, 6, 7, 8, 9, 10, 11]]
+    m = sample_metrics(counting_model, out, 1, eos_id=eos)
     assert m["stopped"] == 0.5
     assert m["length"] == (1 + 6) / 2

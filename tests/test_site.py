@@ -32,8 +32,8 @@ import shutil
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import nbformat
 import pytest
@@ -43,7 +43,9 @@ ROOT = Path(__file__).resolve().parent.parent
 CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
 TOC = yaml.safe_load((ROOT / "_toc.yml").read_text())
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+CHROMIUM = (
+    shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+)
 CHROMEDRIVER = shutil.which("chromedriver")
 
 needs_browser = pytest.mark.skipif(
@@ -91,7 +93,9 @@ def _stored_figures(notebook: Path) -> int:
 def _tracked_in_git(path: Path) -> bool:
     result = subprocess.run(
         ["git", "ls-files", "--error-unmatch", str(path.relative_to(ROOT))],
-        cwd=ROOT, capture_output=True, text=True,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
     )
     return result.returncode == 0
 
@@ -107,10 +111,15 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # produces pages is enough, and the browser checks what they show.
     result = subprocess.run(
         [str(jupyter_book), "build", str(ROOT), "--path-output", str(out), "--all"],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     html = out / "_build" / "html"
-    assert result.returncode == 0 and html.is_dir(), f"book build failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    assert result.returncode == 0 and html.is_dir(), (
+        f"book build failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    )
     return html
 
 
@@ -141,10 +150,19 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in (
-        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-        "--disable-quic", "--no-first-run", "--no-default-browser-check",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--disable-default-apps", "--disable-extensions", "--metrics-recording-only",
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-quic",
+        "--no-first-run",
+        "--no-default-browser-check",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-default-apps",
+        "--disable-extensions",
+        "--metrics-recording-only",
         "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
         "--window-size=1280,900",
         f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
@@ -192,8 +210,11 @@ def _full_page_screenshot(driver: object, path: Path) -> None:
     width, height = int(size["width"]), min(int(size["height"]), 30000)  # the API page is long
     shot = driver.execute_cdp_cmd(
         "Page.captureScreenshot",
-        {"format": "png", "captureBeyondViewport": True,
-         "clip": {"x": 0, "y": 0, "width": width, "height": height, "scale": 1}},
+        {
+            "format": "png",
+            "captureBeyondViewport": True,
+            "clip": {"x": 0, "y": 0, "width": width, "height": height, "scale": 1},
+        },
     )
     path.write_bytes(base64.b64decode(shot["data"]))
 
@@ -207,7 +228,9 @@ def test_api_page_documents_every_module() -> None:
     """book/api.md has an automodule for every module of mygpt in git, so none goes missing."""
     api = (ROOT / "book" / "api.md").read_text()
     documented = set(re.findall(r"^\.\. automodule:: mygpt\.(\w+)", api, flags=re.MULTILINE))
-    listed = subprocess.run(["git", "ls-files", "mygpt/*.py"], cwd=ROOT, capture_output=True, text=True)
+    listed = subprocess.run(
+        ["git", "ls-files", "mygpt/*.py"], cwd=ROOT, capture_output=True, text=True
+    )
     if listed.returncode != 0:
         pytest.skip("not a git checkout")
     modules = {Path(p).stem for p in listed.stdout.split()} - {"__init__", "__main__"}
@@ -219,7 +242,9 @@ def test_api_page_documents_every_module() -> None:
 
 @needs_browser
 @pytest.mark.parametrize("page", PAGES)
-def test_page_in_browser(page: str, site: Path, base_url: str, browser: object, screenshots: Path) -> None:
+def test_page_in_browser(
+    page: str, site: Path, base_url: str, browser: object, screenshots: Path
+) -> None:
     source = _source(page)
     html = site / f"{page}.html"
     assert html.is_file(), f"{page}: the build wrote no {html.relative_to(site)}"
@@ -251,7 +276,10 @@ def test_page_in_browser(page: str, site: Path, base_url: str, browser: object, 
 
     problems += [f"error rendered: {text}" for text in browser.execute_script(_ERRORS_JS)]
 
-    colab = [a.get_attribute("href") for a in browser.find_elements("css selector", "a[href*='colab.research.google.com']")]
+    colab = [
+        a.get_attribute("href")
+        for a in browser.find_elements("css selector", "a[href*='colab.research.google.com']")
+    ]
     if source.suffix == ".ipynb":
         repo = CONFIG["repository"]["url"].rstrip("/").removeprefix("https://github.com/")
         branch = CONFIG["repository"].get("branch", "main")
@@ -260,10 +288,18 @@ def test_page_in_browser(page: str, site: Path, base_url: str, browser: object, 
         if expected not in colab:
             problems.append(f"no Colab button opening {expected} (found {colab})")
         if not _tracked_in_git(source):
-            problems.append(f"the Colab button opens {path}, which is not tracked in git (commit it)")
+            problems.append(
+                f"the Colab button opens {path}, which is not tracked in git (commit it)"
+            )
     for href in colab:  # any Colab link must open a notebook that exists here
         match = re.search(r"/blob/[^/]+/(.+)$", href)
-        if match is None or not match.group(1).endswith(".ipynb") or not (ROOT / match.group(1)).is_file():
-            problems.append(f"Colab link to something that is not a notebook in the repository: {href}")
+        if (
+            match is None
+            or not match.group(1).endswith(".ipynb")
+            or not (ROOT / match.group(1)).is_file()
+        ):
+            problems.append(
+                f"Colab link to something that is not a notebook in the repository: {href}"
+            )
 
     assert not problems, f"{page} ({base_url}/{page}.html):\n  " + "\n  ".join(problems)

@@ -122,7 +122,13 @@ def test_ids_to_text_accepts_1d_and_batch_of_one() -> None:
 
 @pytest.mark.parametrize(
     ("bad", "named"),
-    [(b"bytes", "bytes"), (None, "NoneType"), (42, "int"), (["a", "list"], "list"), (bytearray(b"x"), "bytearray")],
+    [
+        (b"bytes", "bytes"),
+        (None, "NoneType"),
+        (42, "int"),
+        (["a", "list"], "list"),
+        (bytearray(b"x"), "bytearray"),
+    ],
 )
 def test_encode_rejects_non_text(bad: object, named: str) -> None:
     with pytest.raises(TokenizerError, match=rf"expects text \(a str\), got {named}") as info:
@@ -161,7 +167,12 @@ def test_decode_rejects_bad_ids(bad: object, match: str) -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.one_of(st.text(), st.sampled_from([EOT, " ", "\n", "\t", "  ", "'s", "😀", "中"])), max_size=8))
+@given(
+    st.lists(
+        st.one_of(st.text(), st.sampled_from([EOT, " ", "\n", "\t", "  ", "'s", "😀", "中"])),
+        max_size=8,
+    )
+)
 def test_round_trip_any_text(parts: list[str]) -> None:
     # st.text() draws from all of Unicode except surrogates; EOT text round-trips via id 50256.
     text = "".join(parts)
@@ -170,7 +181,9 @@ def test_round_trip_any_text(parts: list[str]) -> None:
     assert ids_to_text(text_to_ids(text)) == text
 
 
-def _import_in_subprocess(env_changes: dict[str, str | None], encode_hello: bool = False) -> list[str]:
+def _import_in_subprocess(
+    env_changes: dict[str, str | None], encode_hello: bool = False
+) -> list[str]:
     """Import mygpt.tokenizer in a fresh interpreter; return its TIKTOKEN_CACHE_DIR (and ids of "Hello")."""
     env = dict(os.environ)
     for key, value in env_changes.items():
@@ -184,14 +197,18 @@ def _import_in_subprocess(env_changes: dict[str, str | None], encode_hello: bool
         "print(os.environ.get('TIKTOKEN_CACHE_DIR'))\n"
         f"print(t.encode('Hello') if {encode_hello} else '-')\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, check=True
+    )
     return out.stdout.splitlines()
 
 
 def test_mygpt_data_dir_alone_points_tiktoken_at_its_cache(tmp_path: Path) -> None:
     data_dir = os.environ.get("MYGPT_DATA_DIR")
     if not data_dir or not os.path.isdir(os.path.join(data_dir, "tiktoken-cache")):
-        pytest.skip("MYGPT_DATA_DIR is unset or has no tiktoken-cache/ (CI sets it to ../shared/data)")
+        pytest.skip(
+            "MYGPT_DATA_DIR is unset or has no tiktoken-cache/ (CI sets it to ../shared/data)"
+        )
     # Only MYGPT_DATA_DIR set: the cache is found, and tiktoken loads from it (offline in CI).
     cache_dir, ids = _import_in_subprocess({"TIKTOKEN_CACHE_DIR": None}, encode_hello=True)
     assert cache_dir == os.path.join(data_dir, "tiktoken-cache")
@@ -202,20 +219,26 @@ def test_mygpt_data_dir_alone_points_tiktoken_at_its_cache(tmp_path: Path) -> No
 
 
 def test_mygpt_data_dir_without_cache_changes_nothing(tmp_path: Path) -> None:
-    cache_dir, _ = _import_in_subprocess({"TIKTOKEN_CACHE_DIR": None, "MYGPT_DATA_DIR": str(tmp_path)})
+    cache_dir, _ = _import_in_subprocess(
+        {"TIKTOKEN_CACHE_DIR": None, "MYGPT_DATA_DIR": str(tmp_path)}
+    )
     assert cache_dir == "None"
 
 
 def test_get_tokenizer_failure_is_a_data_error(tmp_path: Path) -> None:
     # An empty cache and no network access allowed to tiktoken: the failure must say what to do.
     env = dict(os.environ, TIKTOKEN_CACHE_DIR=str(tmp_path), PYTHONPATH=str(ROOT))
-    env["HTTPS_PROXY"] = env["HTTP_PROXY"] = env["https_proxy"] = env["http_proxy"] = "http://127.0.0.1:9"
+    env["HTTPS_PROXY"] = env["HTTP_PROXY"] = env["https_proxy"] = env["http_proxy"] = (
+        "http://127.0.0.1:9"
+    )
     env.pop("NO_PROXY", None), env.pop("no_proxy", None)
     code = (
         "import mygpt.tokenizer as t\n"
         "try:\n    t.get_tokenizer()\nexcept t.DataError as e:\n    print('DataError:', e)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("DataError:") and "MYGPT_DATA_DIR" in out.stdout
     assert issubclass(DataError, MyGPTError)

@@ -24,10 +24,15 @@ TOY_TEXT = "".join(
 
 def tiny_recipe(**train_changes) -> zoo.Recipe:
     return zoo.Recipe(
-        model=GPTConfig(vocab_size=50257, context_length=16, n_embd=16, n_layer=1, n_head=2,
-                        dropout=0.1),  # dropout on: its masks must be seeded too
-        train=TrainConfig(**dict(dict(max_steps=4, lr=1e-3, warmup_steps=1, eval_every=2,
-                                      eval_batches=1, log=False), **train_changes)),
+        model=GPTConfig(
+            vocab_size=50257, context_length=16, n_embd=16, n_layer=1, n_head=2, dropout=0.1
+        ),  # dropout on: its masks must be seeded too
+        train=TrainConfig(
+            **dict(
+                dict(max_steps=4, lr=1e-3, warmup_steps=1, eval_every=2, eval_batches=1, log=False),
+                **train_changes,
+            )
+        ),
         data="zoo-toy",
         batch_size=2,
         description="a test model",
@@ -97,8 +102,9 @@ def test_changed_recipe_gets_a_new_key_and_is_trained(tiny_zoo, monkeypatch):
     old_dir = zoo.model_dir("tiny")
 
     # The description is for humans only: same key, nothing retrained.
-    monkeypatch.setitem(zoo.ZOO, "tiny", dataclasses.replace(zoo.ZOO["tiny"],
-                                                                 description="renamed"))
+    monkeypatch.setitem(
+        zoo.ZOO, "tiny", dataclasses.replace(zoo.ZOO["tiny"], description="renamed")
+    )
     assert zoo.model_dir("tiny") == old_dir
 
     monkeypatch.setitem(zoo.ZOO, "tiny", tiny_recipe(lr=2e-3))
@@ -109,12 +115,18 @@ def test_changed_recipe_gets_a_new_key_and_is_trained(tiny_zoo, monkeypatch):
     assert changed.config == tiny_recipe().model
 
 
-@pytest.mark.parametrize("change", [
-    dict(train=TrainConfig(max_steps=5, log=False)),
-    dict(model=GPTConfig(vocab_size=50257, context_length=16, n_embd=16, n_layer=2, n_head=2)),
-    dict(seed=124), dict(batch_size=3), dict(train_frac=0.8), dict(data="the-verdict"),
-    dict(threads=1),
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        dict(train=TrainConfig(max_steps=5, log=False)),
+        dict(model=GPTConfig(vocab_size=50257, context_length=16, n_embd=16, n_layer=2, n_head=2)),
+        dict(seed=124),
+        dict(batch_size=3),
+        dict(train_frac=0.8),
+        dict(data="the-verdict"),
+        dict(threads=1),
+    ],
+)
 def test_every_part_of_the_recipe_is_in_the_key(tiny_zoo, change):
     base = tiny_recipe()
     assert dataclasses.replace(base, **change).key() != base.key()
