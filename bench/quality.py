@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 
 import mygpt
-from mygpt.data import read_text, train_val_split
+from mygpt.data import train_val_split
+from mygpt.files import read_text
 from mygpt.inference import WEIGHT_FORMATS, optimize_for_inference
 from mygpt.tokenizer import encode_ordinary
 

@@ -12,7 +12,7 @@ import tiktoken
 from common import interleaved, median, paired_ratio
 
 from mygpt.bpe import BPETokenizer, apply_merges
-from mygpt.data import fetch, read_text
+from mygpt.files import fetch, read_text
 
 
 def encode_without_cache(tok: BPETokenizer, text: str) -> list[int]:

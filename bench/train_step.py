@@ -22,7 +22,7 @@ from decode import hf_twin
 from torch import nn
 
 import mygpt
-from mygpt.train import configure_optimizer, next_token_loss
+from mygpt.training import configure_optimizer, next_token_loss
 
 
 def model_flops_per_token(cfg: mygpt.GPTConfig, n_params_matmul: int, seq_len: int) -> float:

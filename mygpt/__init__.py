@@ -13,7 +13,8 @@ The few names a reader needs::
     history = mygpt.train(model, loader, cfg=mygpt.TrainConfig(epochs=1))
 
 Modules, by concept: ``config`` (GPTConfig), ``tokenizer`` (GPT-2's encoding via tiktoken),
-``bpe`` (byte-level BPE from scratch), ``data`` (public files, datasets), ``attention``,
+``bpe`` (byte-level BPE from scratch), ``files`` (the public data files), ``formats`` (their
+formats), ``data`` (token windows, seeded loaders, splits), ``attention``,
 ``model``, ``generate``, ``train``, ``checkpoint``, ``pretrained`` (GPT-2 weights), ``zoo`` (a
 small pretrained model), ``inference`` (bf16/int8 decoding), ``metrics``, ``experiments``
 (cached sweeps), ``finetune`` (classification), ``instruct``, ``agent``, ``distributed``
@@ -25,7 +26,7 @@ from .attention import CausalSelfAttention, KVCache, attention_explicit, attenti
 from .bpe import BPETokenizer
 from .checkpoint import load_model, save_model
 from .config import PRESETS, GPTConfig
-from .data import REGISTRY, TokenWindowDataset, create_dataloader, fetch, read_text, train_val_split
+from .data import TokenWindowDataset, create_dataloader, train_val_split
 from .device import get_device, progress, seed_everything, setup_notebook, show_source
 from .errors import (
     CheckpointError,
@@ -39,8 +40,9 @@ from .errors import (
     TrainingError,
 )
 from .experiments import ExperimentSpec, run_experiment, sweep
+from .files import REGISTRY, fetch, read_text
 from .finetune import GPTClassifier, classify, load_classifier, save_classifier
-from .generate import (
+from .generation import (
     apply_temperature,
     generate,
     generate_text,
@@ -61,7 +63,16 @@ from .tokenizer import (
     ids_to_text,
     text_to_ids,
 )
-from .train import History, TrainConfig, batch_loss, evaluate, next_token_loss, perplexity, train
+from .training import (
+    History,
+    TrainConfig,
+    batch_loss,
+    evaluate,
+    lm_loss,
+    next_token_loss,
+    perplexity,
+    train,
+)
 from .zoo import pretrained_history, small_pretrained
 
 __version__ = "0.1.0"
@@ -122,6 +133,7 @@ __all__ = [
     "evaluate",
     "next_token_loss",
     "batch_loss",
+    "lm_loss",
     "perplexity",
     "load_pretrained",
     "GPTClassifier",

@@ -87,7 +87,7 @@ def _load_any(model: str, device):
     """
     from .checkpoint import CONFIG_NAME, load_model
     from .pretrained import load_pretrained
-    from .train import latest_checkpoint
+    from .training import latest_checkpoint
 
     path = Path(model)
     if path.is_dir() and (path / "latest").exists():  # a training run's directory: its last step
@@ -114,7 +114,7 @@ def _load_any(model: str, device):
 
 
 def cmd_generate(args) -> None:
-    from .generate import generate_text
+    from .generation import generate_text
 
     device = _device(args.device)
     model = _load_any(args.model, device)
@@ -172,7 +172,7 @@ def cmd_train(args) -> None:
     from .device import seed_everything
     from .model import GPT
     from .tokenizer import encode
-    from .train import TrainConfig, train
+    from .training import TrainConfig, train
 
     text_path, out = Path(args.text), Path(args.out)
     if args.config in TRAIN_CONFIGS:

@@ -28,7 +28,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from .errors import DataError, ToolError
-from .generate import generate
+from .generation import generate
 from .instruct import item_loader
 from .model import GPT
 from .tokenizer import EOT_ID, decode, encode

@@ -30,6 +30,38 @@ def causal_mask(n_query: int, n_key: int, device=None) -> torch.Tensor:
     return k_pos <= q_pos
 
 
+def padding_mask(lengths: torch.Tensor, width: int, left: bool = False) -> torch.Tensor:
+    """Boolean ``[B, width]``, True at the real tokens of sequences of ``lengths`` tokens padded
+    to ``width``: at the start of each row (right padding) or, with ``left``, at its end."""
+    pos = torch.arange(width, device=lengths.device)[None, :]
+    lengths = lengths[:, None]
+    return pos >= width - lengths if left else pos < lengths
+
+
+def attention_mask_for(
+    n_query: int, n_key: int, padding: torch.Tensor | None = None, device=None
+) -> torch.Tensor | None:
+    """The mask the model's attention layers get: boolean ``[B or 1, 1, n_query, n_key]``, or
+    ``None`` when plain causal attention suffices (attention then takes its causal fast path).
+
+    It is :func:`causal_mask`, and with ``padding`` (``[B, n_key]``, 1 for real tokens and 0 for
+    padding, over cached and new positions) also hides the padding keys. A padding query may
+    then see no key at all; it is let see itself so that softmax stays finite (its output is
+    never used).
+    """
+    if padding is None:
+        if n_query == n_key or n_query == 1:
+            return None  # attention uses its causal fast path / attends to everything cached
+        return causal_mask(n_query, n_key, device)[None, None]
+    offset = n_key - n_query  # query i sits at position offset + i
+    own = (
+        torch.arange(n_key, device=device)[None, :]
+        == torch.arange(n_query, device=device)[:, None] + offset
+    )
+    mask = (causal_mask(n_query, n_key, device)[None] & padding.bool()[:, None, :]) | own[None]
+    return mask[:, None]
+
+
 def attention_explicit(
     q: torch.Tensor,
     k: torch.Tensor,

@@ -1,391 +1,38 @@
-"""The book's public data files, and the sliding-window dataset that turns text into training pairs.
+"""From data to batches: the sliding-window dataset, the seeded loader, and the splits.
 
-Two jobs live here:
+- **Next-token pairs.** :class:`TokenWindowDataset` slides a window of ``context_length`` tokens
+  over a sequence of token ids; each window ``x`` comes with its target ``y``, the same window
+  shifted one token to the right. :func:`create_dataloader` wraps it in a seeded ``DataLoader``.
+- **Loaders.** :func:`seeded_loader` is how every loader of the package is built (this module's,
+  :mod:`mygpt.distributed`'s, :mod:`mygpt.finetune`'s, :mod:`mygpt.instruct`'s and
+  :mod:`mygpt.agent`'s): one place decides how shuffling is seeded.
+- **Splits.** :func:`split_fractions` cuts a sequence into parts of given fractions, optionally
+  after a seeded shuffle; :func:`train_val_split`, :func:`mygpt.finetune.split_rows` and
+  :func:`mygpt.instruct.split_records` are views of it.
 
-1. **Files.** :data:`REGISTRY` lists every public file the chapters read, with its canonical
-   address and its SHA-256. :func:`fetch` returns a verified local path: from the directory in
-   ``MYGPT_DATA_DIR`` when the file is there (offline copies; nothing is copied), else from the
-   cache (``MYGPT_CACHE_DIR`` or ``~/.cache/mygpt``, subfolder ``data``), downloading it first if
-   needed. A download goes to a temporary file beside its destination and only replaces the
-   destination once it is complete and verified, so the cache never holds a partial file.
-2. **Next-token pairs.** :class:`TokenWindowDataset` slides a window of ``context_length`` tokens
-   over a sequence of token ids; each window ``x`` comes with its target ``y``, the same window
-   shifted one token to the right. :func:`create_dataloader` wraps it in a seeded ``DataLoader``.
+The files themselves (registry, download, verification) are :mod:`mygpt.files`'s job, their
+formats :mod:`mygpt.formats`'s. The chapters read five of those names from here, so they are
+re-exported: ``read_text``, ``load_sms_spam`` and ``load_instruction_data`` (chapters 8 and 9
+call ``mygpt.data.<name>``), ``REGISTRY`` and ``DataFile`` (the errors appendix imports them
+``from mygpt.data``).
 """
 
 from __future__ import annotations
 
-import hashlib
-import http.client
-import json
-import os
-import tempfile
-import urllib.request
-import zipfile
+import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .errors import DataError
-from .paths import cache_dir, data_dir
 
-USER_AGENT = "mygpt (GPT-2 from scratch book)"
-DEFAULT_TIMEOUT = 60.0  # seconds without data before a download gives up
-_CHUNK = 1 << 16
-
-
-# --------------------------------------------------------------------------------------------
-# Shape checks: what a file must look like, beyond its hash
-# --------------------------------------------------------------------------------------------
-
-SMS_SPAM_ROWS = 5574
-SMS_SPAM_LABELS = ("ham", "spam")
-INSTRUCTION_RECORDS = 1100
-INSTRUCTION_KEYS = ("instruction", "input", "output")
-
-
-def _parse_sms_spam(path: Path, label: str | None = None) -> list[tuple[str, str]]:
-    """Read ``label<TAB>text`` rows, raising :class:`DataError` on any malformed row."""
-    name = label or str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{name} cannot be read as UTF-8 text ({exc}).") from exc
-    # split("\n"), not splitlines(): the latter also splits on form feeds and the like.
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    rows = []
-    for number, line in enumerate(lines, start=1):
-        kind, tab, message = line.rstrip("\r").partition("\t")
-        if not tab or kind not in SMS_SPAM_LABELS:
-            raise DataError(
-                f"{name} line {number} is not 'ham<TAB>text' or 'spam<TAB>text': {line[:60]!r}."
-            )
-        rows.append((kind, message))
-    return rows
-
-
-def check_sms_spam(path: Path, label: str | None = None) -> None:
-    """Raise :class:`DataError` unless ``path`` has 5,574 tab-separated ``ham``/``spam`` rows.
-
-    ``label`` names the file in messages (default: its path).
-    """
-    rows = _parse_sms_spam(path, label)
-    if len(rows) != SMS_SPAM_ROWS:
-        raise DataError(f"{label or path} has {len(rows):,} rows, expected {SMS_SPAM_ROWS:,}.")
-
-
-def check_instruction_data(path: Path, label: str | None = None) -> None:
-    """Raise :class:`DataError` unless ``path`` is a JSON list of 1,100 instruction records.
-
-    ``label`` names the file in messages (default: its path).
-    """
-    name = label or str(path)
-    try:
-        records = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"{name} is not readable JSON ({exc}).") from exc
-    if not isinstance(records, list) or len(records) != INSTRUCTION_RECORDS:
-        found = (
-            f"a list of {len(records):,}" if isinstance(records, list) else type(records).__name__
-        )
-        raise DataError(
-            f"{name} holds {found}, expected a list of {INSTRUCTION_RECORDS:,} records."
-        )
-    for index, record in enumerate(records):
-        if not isinstance(record, dict) or not all(
-            isinstance(record.get(key), str) for key in INSTRUCTION_KEYS
-        ):
-            raise DataError(
-                f"{name} record {index} is not a dict with string fields {INSTRUCTION_KEYS}: "
-                f"{str(record)[:80]}."
-            )
-
-
-# --------------------------------------------------------------------------------------------
-# Registry
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class DataFile:
-    """One public file the book uses.
-
-    Attributes:
-        name: short key used with :func:`fetch` (e.g. ``"the-verdict"``).
-        url: canonical download address.
-        sha256: expected SHA-256 of the file (hex).
-        filename: path relative to the data directory and to the cache's ``data`` folder
-            (the layout of the offline copies, so ``MYGPT_DATA_DIR`` can point at them).
-        description: one line for humans.
-        archive_member: if set, ``url`` is a zip archive and this member is the file.
-        check: extra shape check ``check(path, label)`` that raises :class:`DataError`; always run.
-        hash_required: if ``False``, a file whose hash differs is still accepted when ``check``
-            passes (for files whose published copies differ byte-wise but not in content).
-    """
-
-    name: str
-    url: str
-    sha256: str
-    filename: str
-    description: str = ""
-    archive_member: str | None = None
-    check: Callable[[Path, str | None], None] | None = field(
-        default=None, compare=False, repr=False
-    )
-    hash_required: bool = True
-
-
-_RASBT = "https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main"
-_GPT2_BPE = "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main"
-
-REGISTRY: dict[str, DataFile] = {
-    f.name: f
-    for f in (
-        DataFile(
-            "the-verdict",
-            f"{_RASBT}/ch02/01_main-chapter-code/the-verdict.txt",
-            "b41e41a68f0398a3154ae69e2e4c0e2694e17fe0d66730536837f1b01935b31f",
-            "the-verdict.txt",
-            "Edith Wharton, The Verdict (1908), 20,479 characters; public domain",
-        ),
-        DataFile(
-            "tinyshakespeare",
-            "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/"
-            "input.txt",
-            "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed",
-            "tinyshakespeare.txt",
-            "Shakespeare, 1,115,394 characters (char-rnn's corpus); public domain",
-        ),
-        DataFile(
-            "sms-spam",
-            "https://archive.ics.uci.edu/static/public/228/sms+spam+collection.zip",
-            "7d039a24a6083ed9ef0f806ebad56bbb976e3aeb8de05669173bfdc4996c239d",
-            "sms-spam-collection/SMSSpamCollection",
-            "SMS Spam Collection v.1, 5,574 rows (4,827 ham, 747 spam); CC BY 4.0",
-            archive_member="SMSSpamCollection",
-            check=check_sms_spam,
-            # The pinned hash is of a public mirror; the UCI zip's copy may differ in bytes.
-            hash_required=False,
-        ),
-        DataFile(
-            "instruction-data",
-            f"{_RASBT}/ch07/01_main-chapter-code/instruction-data.json",
-            "7e09a9af353722ca15c18bc580f093f9c39d3178335a75177319cb1e1d163944",
-            "instruction-data.json",
-            "1,100 Alpaca-style records {instruction, input, output}; Apache-2.0",
-            check=check_instruction_data,
-        ),
-        DataFile(
-            "gpt2-encoder",
-            f"{_GPT2_BPE}/encoder.json",
-            "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783",
-            "gpt2-bpe/encoder.json",
-            "GPT-2's byte-level BPE vocabulary (50,257 entries); modified MIT",
-        ),
-        DataFile(
-            "gpt2-vocab",
-            f"{_GPT2_BPE}/vocab.bpe",
-            "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5",
-            "gpt2-bpe/vocab.bpe",
-            "GPT-2's 50,000 BPE merges; modified MIT",
-        ),
-    )
-}
-
-
-def _lookup(name: str | DataFile) -> DataFile:
-    if isinstance(name, DataFile):
-        return name
-    if name not in REGISTRY:
-        raise DataError(f"Unknown data file {name!r}. Known names: {', '.join(sorted(REGISTRY))}.")
-    return REGISTRY[name]
-
-
-def sha256_of(path: str | os.PathLike) -> str:
-    """SHA-256 of a file's bytes, as lowercase hex."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _problem(datafile: DataFile, path: Path, label: str) -> str | None:
-    """What is wrong with ``path`` as a copy of ``datafile`` (``None`` if nothing)."""
-    actual = sha256_of(path)
-    if actual != datafile.sha256 and datafile.hash_required:
-        return (
-            f"{label} does not match {datafile.name!r}: sha256 is {actual}, "
-            f"expected {datafile.sha256}"
-        )
-    if datafile.check is not None:
-        try:
-            datafile.check(path, label)
-        except DataError as exc:
-            if actual == datafile.sha256:
-                return str(exc).rstrip(".")
-            return f"{str(exc).rstrip('.')}; its sha256 is {actual}, expected {datafile.sha256}"
-    return None
-
-
-def verify_file(datafile: DataFile, path: str | os.PathLike) -> None:
-    """Check ``path`` against ``datafile``'s hash and shape; raise :class:`DataError` if it fails.
-
-    The shape check (if any) always runs. A hash mismatch is fatal unless
-    ``datafile.hash_required`` is false, in which case a passing shape check is enough.
-    """
-    path = Path(path)
-    problem = _problem(datafile, path, str(path))
-    if problem is not None:
-        raise DataError(
-            f"{problem}. The file is corrupt or a different version: replace it with a good copy "
-            f"(or, in the cache, delete it so that it is downloaded again)."
-        )
-
-
-# --------------------------------------------------------------------------------------------
-# Download and fetch
-# --------------------------------------------------------------------------------------------
-
-
-def _offline_hint(datafile: DataFile) -> str:
-    hint = (
-        f"If this machine is offline, set MYGPT_DATA_DIR to a directory holding a copy at "
-        f"<MYGPT_DATA_DIR>/{datafile.filename}."
-    )
-    local = data_dir()
-    if local is not None:
-        hint += f" (MYGPT_DATA_DIR is {local}, but {local / datafile.filename} does not exist.)"
-    return hint
-
-
-def _stream(url: str, dest: Path, timeout: float) -> None:
-    """Copy the body at ``url`` into ``dest``; fail if it is shorter than announced."""
-    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
-    with urllib.request.urlopen(request, timeout=timeout) as response, open(dest, "wb") as out:
-        announced = response.headers.get("Content-Length")
-        received = 0
-        while chunk := response.read(_CHUNK):
-            out.write(chunk)
-            received += len(chunk)
-    # http.client returns a short body without error when the connection drops: check it here.
-    if announced is not None and announced.isdigit() and received != int(announced):
-        raise DataError(f"the server announced {int(announced):,} bytes but sent {received:,}")
-
-
-def _extract(archive: Path, member: str, dest: Path) -> None:
-    """Copy ``member`` of the zip ``archive`` into ``dest``."""
-    try:
-        with zipfile.ZipFile(archive) as zf, zf.open(member) as src, open(dest, "wb") as out:
-            while chunk := src.read(_CHUNK):
-                out.write(chunk)
-    except KeyError as exc:
-        raise DataError(f"the zip archive has no member {member!r}") from exc
-    except zipfile.BadZipFile as exc:
-        raise DataError(f"the download is not a valid zip archive ({exc})") from exc
-
-
-def download(
-    datafile: DataFile,
-    dest: str | os.PathLike,
-    *,
-    url: str | None = None,
-    timeout: float = DEFAULT_TIMEOUT,
-) -> Path:
-    """Download ``datafile`` to ``dest`` from ``url`` (default: its canonical address); verify it.
-
-    The bytes go to a temporary file in ``dest``'s directory; only a complete, verified file is
-    moved into place (atomically, with ``os.replace``). On any failure every temporary file is
-    removed and :class:`DataError` says which address failed, how, and how to work offline.
-    For a zip archive (``datafile.archive_member``), the member is extracted and verified.
-    """
-    url = url or datafile.url
-    dest = Path(dest)
-    try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise DataError(
-            f"Cannot create {dest.parent} to store {datafile.name!r} ({exc}). "
-            f"Set MYGPT_CACHE_DIR to a writable directory."
-        ) from exc
-
-    temps: list[Path] = []
-
-    def new_temp() -> Path:
-        fd, name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-        os.close(fd)
-        temps.append(Path(name))
-        return temps[-1]
-
-    try:
-        try:
-            candidate = new_temp()
-            _stream(url, candidate, timeout)
-            if datafile.archive_member is not None:
-                archive, candidate = candidate, new_temp()
-                _extract(archive, datafile.archive_member, candidate)
-            problem = _problem(datafile, candidate, "the downloaded file")
-            if problem is not None:
-                raise DataError(problem)
-        except (DataError, OSError, http.client.HTTPException) as exc:
-            raise DataError(
-                f"Downloading {datafile.name!r} from {url} failed: {exc}. {_offline_hint(datafile)}"
-            ) from exc
-        os.replace(candidate, dest)
-        temps.remove(candidate)
-    finally:
-        # Whatever happened (even Ctrl-C), leave no partial file behind.
-        for temp in temps:
-            temp.unlink(missing_ok=True)
-    return dest
-
-
-def fetch(
-    name: str | DataFile, *, url: str | None = None, timeout: float = DEFAULT_TIMEOUT
-) -> Path:
-    """Return a verified local path to the public file ``name`` (a :data:`REGISTRY` key).
-
-    Order: ``$MYGPT_DATA_DIR/<filename>`` if it exists (used in place, never copied; a mismatch
-    raises :class:`DataError`), else the cache copy ``<cache_dir()>/data/<filename>`` if it is
-    valid, else a fresh download into the cache (from ``url`` if given, for mirrors and tests).
-    A :class:`DataFile` may be passed instead of a name.
-    """
-    datafile = _lookup(name)
-    local = data_dir()
-    if local is not None and (local / datafile.filename).is_file():
-        path = local / datafile.filename
-        verify_file(datafile, path)
-        return path
-
-    cached = cache_dir() / "data" / datafile.filename
-    if cached.is_file():
-        try:
-            verify_file(datafile, cached)
-            return cached
-        except DataError:
-            pass  # a stale or damaged cache copy is simply downloaded again
-    return download(datafile, cached, url=url, timeout=timeout)
-
-
-def read_text(name: str | DataFile) -> str:
-    """The text of the public file ``name`` (UTF-8), fetched and verified with :func:`fetch`."""
-    return fetch(name).read_text(encoding="utf-8")
-
-
-def load_sms_spam() -> list[tuple[str, str]]:
-    """The SMS Spam Collection as ``(label, text)`` pairs; ``label`` is ``"ham"`` or ``"spam"``."""
-    return _parse_sms_spam(fetch("sms-spam"))  # fetch has already checked the shape
-
-
-def load_instruction_data() -> list[dict]:
-    """The 1,100 instruction records, each a dict with ``instruction``, ``input`` and ``output``."""
-    return json.loads(fetch("instruction-data").read_text(encoding="utf-8"))
-
+# Re-exported because the chapters use them as mygpt.data.<name> (their home is mygpt.files).
+from .files import REGISTRY as REGISTRY
+from .files import DataFile as DataFile
+from .files import load_instruction_data as load_instruction_data
+from .files import load_sms_spam as load_sms_spam
+from .files import read_text as read_text
 
 # --------------------------------------------------------------------------------------------
 # Next-token dataset
@@ -492,6 +139,53 @@ class TokenWindowDataset(Dataset):
         return self.ids[start:end], self.ids[start + 1 : end + 1]
 
 
+# --------------------------------------------------------------------------------------------
+# Loaders
+# --------------------------------------------------------------------------------------------
+
+
+def seeded_loader(
+    dataset: Dataset | Sequence,
+    batch_size: int,
+    *,
+    shuffle: bool = False,
+    seed: int | None = None,
+    drop_last: bool = False,
+    collate_fn: Callable | None = None,
+    sampler: Sampler | None = None,
+    num_workers: int = 0,
+) -> DataLoader:
+    """A ``DataLoader`` over ``dataset``: the one way the package's loader factories build one.
+
+    ``seed`` (an int) gives the loader its own ``torch.Generator``, seeded with it, as
+    ``loader.generator``. It draws the shuffle order, so two loaders with the same seed yield the
+    same batches, successive epochs of one loader differ, and :func:`mygpt.training.train` can replay
+    an epoch by re-seeding ``loader.generator``; and it draws the base seed that each pass over the
+    loader takes, so iterating the loader leaves torch's global RNG alone. ``seed=None``: no
+    generator, and each pass draws that base seed from the global RNG; allowed only when the
+    loader does not shuffle by itself (in order, or ordered by a seeded ``sampler`` such as
+    ``DistributedSampler``). ``collate_fn`` (default: torch's) turns a list of items into a batch.
+
+    Raises:
+        DataError: ``shuffle`` without a ``seed`` (the order could not be replayed), or
+            ``shuffle`` together with a ``sampler``.
+    """
+    if shuffle and seed is None:
+        raise DataError("A shuffled loader needs a seed, so that its order can be replayed.")
+    if shuffle and sampler is not None:
+        raise DataError("Pass shuffle=True or a sampler, not both: the sampler sets the order.")
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        sampler=sampler,
+        drop_last=drop_last,
+        num_workers=num_workers,
+        collate_fn=collate_fn,
+        generator=None if seed is None else torch.Generator().manual_seed(seed),
+    )
+
+
 def create_dataloader(
     ids_or_text: str | TokenIds,
     batch_size: int,
@@ -520,15 +214,46 @@ def create_dataloader(
             f"loader would yield no batch. Lower batch_size, context_length or stride, or pass "
             f"drop_last=False."
         )
-    generator = torch.Generator().manual_seed(seed)
-    return DataLoader(
+    # Seeded even when not shuffled: iterating it then leaves torch's global RNG alone.
+    return seeded_loader(
         dataset,
-        batch_size=batch_size,
+        batch_size,
         shuffle=shuffle,
+        seed=seed,
         drop_last=drop_last,
         num_workers=num_workers,
-        generator=generator,
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Splits
+# --------------------------------------------------------------------------------------------
+
+
+def split_fractions(
+    items: Sequence, fractions: Sequence[float], seed: int | None = None
+) -> tuple[Sequence, ...]:
+    """Cut ``items`` into consecutive parts of the given ``fractions`` (non-negative, summing to 1).
+
+    Part ``k`` has ``int(fractions[k] * len(items))`` items, except the last, which takes whatever
+    rounding leaves, so every item lands in exactly one part. ``seed``: shuffle a copy with
+    ``random.Random(seed)`` first (the parts are then lists); ``None`` keeps the order, and the
+    parts are slices of ``items``, of its own type (strings for a string, tensors for a tensor).
+    """
+    if not fractions or any(f < 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-9:
+        raise DataError(
+            f"Split fractions must be non-negative and sum to 1, got {list(fractions)}."
+        )
+    if seed is not None:
+        items = list(items)
+        random.Random(seed).shuffle(items)
+    parts, start = [], 0
+    for f in fractions[:-1]:
+        end = start + int(f * len(items))
+        parts.append(items[start:end])
+        start = end
+    parts.append(items[start:])
+    return tuple(parts)
 
 
 def train_val_split(ids_or_text: str | TokenIds, train_frac: float = 0.9) -> tuple:
@@ -543,10 +268,10 @@ def train_val_split(ids_or_text: str | TokenIds, train_frac: float = 0.9) -> tup
         or not 0.0 < train_frac < 1.0
     ):
         raise DataError(f"train_frac must be between 0 and 1 (exclusive), got {train_frac!r}.")
-    cut = int(len(ids_or_text) * train_frac)
-    if cut == 0 or cut == len(ids_or_text):
+    train, val = split_fractions(ids_or_text, (train_frac, 1.0 - train_frac))
+    if len(train) == 0 or len(val) == 0:
         raise DataError(
             f"train_frac={train_frac} of {len(ids_or_text)} items leaves one part empty; "
             f"use more data or a train_frac nearer 0.5."
         )
-    return ids_or_text[:cut], ids_or_text[cut:]
+    return train, val

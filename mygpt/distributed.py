@@ -13,7 +13,7 @@ batch of ``N * b`` windows, in about the time one rank needs for ``b``.
 
 A training script calls :func:`init_distributed` (joins the group: NCCL between GPUs, gloo on
 CPUs; one GPU per local rank), :func:`wrap_model` and :func:`distributed_dataloader`, then
-:func:`mygpt.train.train` as usual, which is rank-aware: only rank 0 prints, shows a progress bar
+:func:`mygpt.training.train` as usual, which is rank-aware: only rank 0 prints, shows a progress bar
 and writes checkpoints, and the logged losses are averaged over ranks. Every function here also
 works in a plain single process (no torchrun): it then does nothing special, so one script runs
 both ways.
@@ -30,7 +30,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
-from .data import TokenIds, TokenWindowDataset, encode_if_text, positive_int
+from .data import TokenIds, TokenWindowDataset, encode_if_text, positive_int, seeded_loader
 from .device import get_device
 from .errors import ConfigError, DataError
 
@@ -154,7 +154,7 @@ def wrap_model(model: nn.Module, ctx: DistributedContext) -> nn.Module:
 
     DDP copies rank 0's weights to every rank when it wraps the model, so the copies start equal
     even if the ranks initialised them differently. Its ``.module`` is the plain model again
-    (what :func:`mygpt.train.train` saves). In a single process the model is returned unwrapped.
+    (what :func:`mygpt.training.train` saves). In a single process the model is returned unwrapped.
     """
     model = model.to(ctx.device)
     if not is_distributed():
@@ -179,7 +179,7 @@ def distributed_dataloader(
     ``batch_size`` is per rank: the global batch is ``batch_size * world_size``, and batch ``j``
     of all ranks together holds exactly the windows that batch ``j`` of a one-process loader with
     ``batch_size * world_size`` would hold. Windows that do not fill a whole share are dropped
-    (never padded with repeats). :func:`mygpt.train.train` calls the sampler's ``set_epoch`` so
+    (never padded with repeats). :func:`mygpt.training.train` calls the sampler's ``set_epoch`` so
     that each epoch has its own order, the same on every rank and after a resume.
 
     Raises:
@@ -197,8 +197,9 @@ def distributed_dataloader(
             f"than batch_size={batch_size}: the loader would yield no batch. Use more text, or a "
             f"smaller batch_size, context_length or stride."
         )
-    return DataLoader(
-        dataset, batch_size=batch_size, sampler=sampler, drop_last=True, num_workers=num_workers
+    # No generator of its own (seed=None): the sampler orders the windows.
+    return seeded_loader(
+        dataset, batch_size, sampler=sampler, drop_last=True, num_workers=num_workers
     )
 
 

@@ -2,7 +2,7 @@
 
 A run is described by an :class:`ExperimentSpec` (a frozen dataclass: the architecture, the
 optimizer settings, the data, a fixed *token budget* and a seed). :func:`run_experiment` trains
-it and returns a :class:`Result` (the validation curve as a :class:`~mygpt.train.History`, and a
+it and returns a :class:`Result` (the validation curve as a :class:`~mygpt.training.History`, and a
 summary: final and best validation loss, whether the run diverged). :func:`sweep` does that for
 several values of one setting.
 
@@ -32,11 +32,13 @@ from pathlib import Path
 import torch
 
 from .config import GPTConfig
-from .data import REGISTRY, cache_dir, create_dataloader, read_text, train_val_split
+from .data import create_dataloader, train_val_split
 from .device import dtype_named
 from .errors import ConfigError, TrainingError
+from .files import REGISTRY, read_text
 from .model import GPT
-from .train import History, TrainConfig, train
+from .paths import cache_dir
+from .training import History, TrainConfig, train
 
 #: Bump when the training procedure changes in a way the spec does not capture, so that every
 #: cached result is recomputed.
@@ -69,7 +71,7 @@ class ExperimentSpec:
             neither the number of steps nor the tokens seen.
         eval_points: how many times the validation loss is measured (evenly spaced, last at the end).
         eval_tokens: validation tokens per measurement (the first ones of the validation text).
-        data: a :data:`mygpt.data.REGISTRY` text. train_frac: the split (by characters).
+        data: a :data:`mygpt.files.REGISTRY` text. train_frac: the split (by characters).
         seed: seeds the initial weights, dropout and the data order.
         dtype: ``"float64"`` (default) or ``"float32"``: float64 makes a run's numbers the same
             on every CPU (see :class:`mygpt.zoo.Recipe`); for models this small it costs little.
@@ -149,7 +151,7 @@ class ExperimentSpec:
         )
 
     def train_config(self) -> TrainConfig:
-        """The :class:`~mygpt.train.TrainConfig` that :func:`run_experiment` trains with."""
+        """The :class:`~mygpt.training.TrainConfig` that :func:`run_experiment` trains with."""
         return TrainConfig(
             max_steps=self.steps,
             lr=self.lr,
@@ -178,7 +180,7 @@ class ExperimentSpec:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-#: The :class:`~mygpt.train.History` fields with the type of their entries (checked on reading).
+#: The :class:`~mygpt.training.History` fields with the type of their entries (checked on reading).
 _HISTORY_TYPES = {"step": int, "tokens": int, "train_loss": float, "val_loss": float, "lr": float}
 
 

@@ -1,9 +1,10 @@
 """Fine-tuning a GPT for classification: data preparation, the classifier, training, saving.
 
-The recipe (chapter 8): take a pretrained :class:`~mygpt.model.GPT`, replace its vocabulary-sized
-output layer by a small one with one output per class, read the output at one position of each
-message (the last real token, or the mean over all real tokens), and train with cross-entropy,
-usually only the last block, the final LayerNorm and the new head.
+The recipe (chapter 8): take a pretrained :class:`~mygpt.model.GPT`, put a small output layer
+with one output per class on its final hidden states (:meth:`~mygpt.model.GPT.hidden`) in place
+of the vocabulary-sized one, read the output at one position of each message (the last real
+token, or the mean over all real tokens), and train with cross-entropy through
+:func:`mygpt.training.train`, usually only the last block, the final LayerNorm and the new head.
 
 Messages are right-padded with ``<|endoftext|>`` (50256). Attention is causal, so a real token
 never sees the padding after it: the output at the last real token is the same with or without
@@ -12,6 +13,7 @@ padding, and no attention mask is needed.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 from collections.abc import Sequence
@@ -23,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from .attention import padding_mask
 from .checkpoint import (
     CONFIG_NAME,
     WEIGHTS_NAME,
@@ -34,11 +37,11 @@ from .checkpoint import (
     write_weights,
 )
 from .config import GPTConfig
-from .device import progress
+from .data import seeded_loader, split_fractions
 from .errors import CheckpointError, ConfigError, DataError, PromptError
 from .model import GPT
 from .tokenizer import EOT_ID, encode_ordinary
-from .train import configure_optimizer
+from .training import History, TrainConfig, train
 
 POOLINGS = ("last", "mean")
 FORMAT = "mygpt-classifier"
@@ -70,21 +73,10 @@ def split_rows(
 ) -> tuple[list, ...]:
     """Shuffle ``rows`` with ``seed`` and cut them into parts of the given fractions (summing to 1).
 
-    The last part takes whatever rounding leaves, so every row lands in exactly one part.
+    The last part takes whatever rounding leaves, so every row lands in exactly one part
+    (:func:`mygpt.data.split_fractions`; the parts are lists).
     """
-    if not fractions or any(f < 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-9:
-        raise DataError(
-            f"Split fractions must be non-negative and sum to 1, got {list(fractions)}."
-        )
-    shuffled = list(rows)
-    random.Random(seed).shuffle(shuffled)
-    parts, start = [], 0
-    for f in fractions[:-1]:
-        end = start + int(f * len(shuffled))
-        parts.append(shuffled[start:end])
-        start = end
-    parts.append(shuffled[start:])
-    return tuple(parts)
+    return split_fractions(list(rows), fractions, seed)
 
 
 class ClassificationDataset(Dataset):
@@ -138,12 +130,11 @@ def classification_loader(
     drop_last: bool = False,
 ) -> DataLoader:
     """A loader of padded batches; shuffled with its own seeded generator when ``shuffle``."""
-    generator = torch.Generator().manual_seed(seed) if shuffle else None
-    return DataLoader(
+    return seeded_loader(
         dataset,
-        batch_size=batch_size,
+        batch_size,
         shuffle=shuffle,
-        generator=generator,
+        seed=seed if shuffle else None,
         drop_last=drop_last,
         collate_fn=pad_batch,
     )
@@ -163,16 +154,19 @@ def pool(outputs: torch.Tensor, lengths: torch.Tensor, pooling: str = "last") ->
     if pooling == "last":
         return outputs[torch.arange(outputs.shape[0], device=outputs.device), lengths - 1]
     if pooling == "mean":
-        keep = torch.arange(outputs.shape[1], device=outputs.device)[None, :] < lengths[:, None]
+        keep = padding_mask(lengths, outputs.shape[1])
         return (outputs * keep[..., None]).sum(1) / lengths[:, None].to(outputs.dtype)
     raise ConfigError(f"Unknown pooling {pooling!r}; use one of {POOLINGS}.")
 
 
 class GPTClassifier(nn.Module):
-    """A GPT whose output layer is replaced by a ``len(labels)``-way head.
+    """A GPT with a ``len(labels)``-way ``head`` on its final hidden states instead of its
+    language-model output layer (which it leaves as it is, unused).
 
-    ``forward(ids, lengths)`` gives class logits ``[B, n_labels]``, pooled as ``pooling`` says.
-    ``max_length`` is where :func:`classify` truncates messages (default: the context length).
+    ``forward(ids, lengths)`` gives class logits ``[B, n_labels]``, pooled as ``pooling`` says;
+    :meth:`per_position` gives them at every position. ``max_length`` is where :func:`classify`
+    truncates messages (default: the context length). The GPT is shared, not copied: training
+    the classifier changes its weights (as :func:`set_trainable` chooses).
     """
 
     def __init__(
@@ -198,35 +192,59 @@ class GPTClassifier(nn.Module):
         self.labels = list(labels)
         self.pooling = pooling
         self.max_length = max_length
-        # The new head unties the output layer from the token embedding; it is small and fresh.
-        gpt.lm_head = nn.Linear(gpt.config.n_embd, len(labels))
         self.gpt = gpt
+        # Small and fresh; the GPT's own lm_head (tied to its token embedding) stays untouched.
+        self.head = nn.Linear(gpt.config.n_embd, len(labels))
 
     @property
     def config(self) -> GPTConfig:
         """The underlying GPT's configuration."""
         return self.gpt.config
 
+    def per_position(self, ids: torch.Tensor) -> torch.Tensor:
+        """Class logits at every position, ``[B, T, n_labels]``: the head on ``gpt.hidden(ids)``."""
+        return self.head(self.gpt.hidden(ids))
+
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Class logits ``[B, n_labels]`` for right-padded ``ids`` ``[B, T]`` of ``lengths`` tokens."""
         if lengths is None:
             lengths = torch.full((ids.shape[0],), ids.shape[1], device=ids.device)
-        return pool(self.gpt(ids), lengths.to(ids.device), self.pooling)
+        return pool(self.per_position(ids), lengths.to(ids.device), self.pooling)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        # Classifiers saved before the head moved out of the GPT hold it as gpt.lm_head.
+        if f"{prefix}head.weight" not in state_dict:
+            for name in ("weight", "bias"):
+                if f"{prefix}gpt.lm_head.{name}" in state_dict:
+                    state_dict[f"{prefix}head.{name}"] = state_dict.pop(
+                        f"{prefix}gpt.lm_head.{name}"
+                    )
+        # save_classifier leaves out a tied lm_head: it is the token embedding.
+        tied = self.gpt.lm_head.weight is self.gpt.tok_emb.weight
+        if tied and f"{prefix}gpt.lm_head.weight" not in state_dict:
+            if f"{prefix}gpt.tok_emb.weight" in state_dict:
+                state_dict[f"{prefix}gpt.lm_head.weight"] = state_dict[
+                    f"{prefix}gpt.tok_emb.weight"
+                ]
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 def set_trainable(model: GPTClassifier, part: str = "last") -> int:
     """Choose what fine-tuning updates; returns the number of trainable parameters.
 
     ``"last"``: the last transformer block, the final LayerNorm and the head (the rest frozen).
-    ``"head"``: the head only. ``"all"``: everything.
+    ``"head"``: the head only. ``"all"``: everything (but the GPT's unused language-model head).
     """
     gpt = model.gpt
-    parts = {"head": [gpt.lm_head], "last": [gpt.blocks[-1], gpt.ln_f, gpt.lm_head], "all": [gpt]}
+    head = model.head
+    parts = {"head": [head], "last": [gpt.blocks[-1], gpt.ln_f, head], "all": [gpt, head]}
     if part not in parts:
         raise ConfigError(f"Unknown trainable part {part!r}; use one of {sorted(parts)}.")
     gpt.requires_grad_(False)
     for module in parts[part]:
         module.requires_grad_(True)
+    if gpt.lm_head.weight is not gpt.tok_emb.weight:  # untied: a matrix the classifier never uses
+        gpt.lm_head.requires_grad_(False)
     return sum(
         p.numel() for p in {id(p): p for p in model.parameters() if p.requires_grad}.values()
     )
@@ -239,13 +257,25 @@ def set_trainable(model: GPTClassifier, part: str = "last") -> int:
 
 @dataclass
 class ClassifierHistory:
-    """What :func:`train_classifier` measured: per step (train loss) and per epoch."""
+    """What :func:`train_classifier` measured: per step (train loss) and per epoch.
+
+    ``train`` is the :class:`~mygpt.training.History` of the underlying :func:`~mygpt.training.train`
+    (step, tokens, learning rate at each epoch's end).
+    """
 
     step_loss: list[float] = field(default_factory=list)
     train_loss: list[float] = field(default_factory=list)
     train_acc: list[float] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
     val_acc: list[float] = field(default_factory=list)
+    train: History = field(default_factory=History)
+
+
+def classification_loss(model: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """Mean cross-entropy of a batch ``(ids, lengths, labels)`` (:func:`pad_batch`'s form): the
+    ``loss_fn`` :func:`train_classifier` gives :func:`mygpt.training.train`."""
+    x, lengths, y = batch
+    return F.cross_entropy(model(x, lengths), y)
 
 
 @torch.no_grad()
@@ -272,19 +302,22 @@ def evaluate_classifier(model: GPTClassifier, loader, device=None) -> tuple[floa
     device = device or next(model.parameters()).device
     was_training = model.training
     model.eval()
-    loss, correct, n = 0.0, 0, 0
+    losses, correct, n = [], [], 0
     try:
-        for x, lengths, y in loader:
+        for x, lengths, y in loader:  # summed on the device, read once at the end
             logits = model(x.to(device), lengths.to(device))
             y = y.to(device)
-            loss += F.cross_entropy(logits, y, reduction="sum").item()
-            correct += (logits.argmax(-1) == y).sum().item()
+            losses.append(F.cross_entropy(logits, y, reduction="sum"))
+            correct.append((logits.argmax(-1) == y).sum())
             n += len(y)
     finally:  # an error mid-loop must not leave a training model in eval mode
         model.train(was_training)
     if n == 0:
         raise DataError("The loader yielded no batch: is the dataset empty?")
-    return loss / n, correct / n
+    loss = 0.0
+    for value in torch.stack(losses).tolist():  # added up in order, in float64
+        loss += value
+    return loss / n, int(torch.stack(correct).sum()) / n
 
 
 def confusion_matrix(preds: torch.Tensor, targets: torch.Tensor, n_classes: int) -> torch.Tensor:
@@ -303,35 +336,65 @@ def train_classifier(
     weight_decay: float = 0.1,
     device=None,
     log: bool = True,
+    cfg: TrainConfig | None = None,
 ) -> ClassifierHistory:
     """Fine-tune ``model`` with cross-entropy on its pooled logits; returns the history.
 
-    Only parameters with ``requires_grad`` are updated (see :func:`set_trainable`). After each
-    epoch, loss and accuracy are measured on the whole training and validation sets (eval mode)
-    and, with ``log``, printed on one deterministic line.
+    A thin wrapper over :func:`mygpt.training.train` (so: AdamW, gradient clipping, the
+    learning-rate schedule, the NaN guard) with :func:`classification_loss` as the loss and
+    loss + accuracy as the evaluation. Without ``cfg`` the learning rate stays at ``lr`` (no
+    warmup, no decay) and gradients are clipped to norm 1. ``cfg`` chooses other settings (e.g.
+    ``TrainConfig(warmup_steps=10)`` for warmup + cosine decay to ``min_lr``); its ``epochs``,
+    ``lr``, ``weight_decay`` and ``log`` are replaced by the arguments, ``eval_every`` by one
+    epoch. Only parameters with ``requires_grad`` are updated (see :func:`set_trainable`). After
+    each epoch, loss and accuracy are measured on the whole training and validation sets (eval
+    mode) and, with ``log``, printed on one deterministic line.
     """
-    device = device or next(model.parameters()).device
-    optimizer = configure_optimizer(model, lr=lr, weight_decay=weight_decay)
+    steps_per_epoch = len(train_loader)
+    cfg = dataclasses.replace(
+        cfg or TrainConfig(min_lr=lr),
+        epochs=epochs,
+        max_steps=None,
+        lr=lr,
+        weight_decay=weight_decay,
+        eval_every=max(1, steps_per_epoch),
+        log=False,  # the per-epoch line below says more (accuracy)
+    )
     history = ClassifierHistory()
-    model.train()
-    for epoch in range(1, epochs + 1):
-        for x, lengths, y in progress(train_loader, desc=f"epoch {epoch}", leave=False):
-            loss = F.cross_entropy(model(x.to(device), lengths.to(device)), y.to(device))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            history.step_loss.append(loss.item())
+    step_losses: list[torch.Tensor] = []
+
+    def loss_fn(model: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        loss = classification_loss(model, batch)
+        step_losses.append(loss.detach())  # read at the end: no sync per step
+        return loss
+
+    def evaluate_fn(model, loader, device, max_batches) -> float:
+        val_loss, val_acc = evaluate_classifier(model, loader, device)
+        history.val_loss.append(val_loss)
+        history.val_acc.append(val_acc)
+        return val_loss
+
+    def on_eval(step: int, _: History) -> None:
         train_loss, train_acc = evaluate_classifier(model, train_loader, device)
         history.train_loss.append(train_loss)
         history.train_acc.append(train_acc)
-        line = f"epoch {epoch}: train loss {train_loss:.3f}, acc {train_acc:.4f}"
+        line = f"epoch {step // steps_per_epoch}: train loss {train_loss:.3f}, acc {train_acc:.4f}"
         if val_loader is not None:
-            val_loss, val_acc = evaluate_classifier(model, val_loader, device)
-            history.val_loss.append(val_loss)
-            history.val_acc.append(val_acc)
-            line += f" | val loss {val_loss:.3f}, acc {val_acc:.4f}"
+            line += f" | val loss {history.val_loss[-1]:.3f}, acc {history.val_acc[-1]:.4f}"
         if log:
             print(line)
+
+    history.train = train(
+        model,
+        train_loader,
+        val_loader,
+        cfg,
+        device=device,
+        on_eval=on_eval,
+        loss_fn=loss_fn,
+        evaluate_fn=evaluate_fn,
+    )
+    history.step_loss = torch.stack(step_losses).tolist()
     model.eval()
     return history
 
@@ -361,6 +424,8 @@ def save_classifier(model: GPTClassifier, directory: str | os.PathLike) -> Path:
     ``directory``, replacing any earlier contents as a whole (see
     :func:`mygpt.checkpoint.write_directory`)."""
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    if model.gpt.lm_head.weight is model.gpt.tok_emb.weight:
+        del state["gpt.lm_head.weight"]  # tied: the token embedding, stored once
     config = {
         "format": FORMAT,
         "gpt": model.config.to_dict(),

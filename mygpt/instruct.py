@@ -1,7 +1,7 @@
 """Instruction fine-tuning: the Alpaca prompt format, batching with masks, responses, scores.
 
 A record is a dict with ``instruction``, ``input`` (may be empty) and ``output`` (see
-:func:`mygpt.data.load_instruction_data`). Training pairs are ``(prompt, response)`` strings;
+:func:`mygpt.files.load_instruction_data`). Training pairs are ``(prompt, response)`` strings;
 :class:`PromptResponseDataset` tokenizes them and :func:`collate` pads a batch into ``(x, y)``
 tensors for :func:`mygpt.train`, with ``-100`` on every target position that should not count
 (padding, and optionally the prompt). The scores (:func:`token_f1`, :func:`rouge_l`,
@@ -11,7 +11,6 @@ tensors for :func:`mygpt.train`, with ``-100`` on every target position that sho
 from __future__ import annotations
 
 import json
-import random
 import string
 from collections import Counter
 from collections.abc import Sequence
@@ -20,8 +19,9 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from .data import seeded_loader, split_fractions
 from .errors import DataError
-from .generate import generate
+from .generation import generate
 from .model import GPT
 from .tokenizer import EOT_ID, decode, encode
 
@@ -58,11 +58,11 @@ def split_records(
             f"train_frac and test_frac must be in (0, 1) and sum to less than 1, got "
             f"{train_frac} and {test_frac}."
         )
-    records = list(records)
-    if seed is not None:
-        random.Random(seed).shuffle(records)
-    n_train, n_test = int(len(records) * train_frac), int(len(records) * test_frac)
-    return (records[:n_train], records[n_train + n_test :], records[n_train : n_train + n_test])
+    # Cut in the order train, test, validation (:func:`mygpt.data.split_fractions`).
+    train, test, val = split_fractions(
+        list(records), (train_frac, test_frac, 1.0 - train_frac - test_frac), seed
+    )
+    return train, val, test
 
 
 class PromptResponseDataset(Dataset):
@@ -160,12 +160,12 @@ def item_loader(
     Shuffled loaders carry a seeded generator, as :func:`mygpt.train` needs for replayable order.
     ``collate_options`` (``max_length``, ``mask_prompt``) go to :func:`collate`.
     """
-    return DataLoader(
+    return seeded_loader(
         items,
-        batch_size=batch_size,
+        batch_size,
         shuffle=shuffle,
+        seed=seed if shuffle else None,
         drop_last=drop_last,
-        generator=torch.Generator().manual_seed(seed) if shuffle else None,
         collate_fn=lambda b: collate(b, **collate_options),
     )
 

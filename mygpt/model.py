@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attention import CausalSelfAttention, KVCache, causal_mask
+from .attention import CausalSelfAttention, KVCache, attention_mask_for
 from .config import GPTConfig
 from .errors import ConfigError, PromptError
 
@@ -107,6 +107,48 @@ class GPT(nn.Module):
         if isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)
 
+    def hidden(
+        self,
+        idx: torch.Tensor,
+        kv_cache: KVCache | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        last_only: bool = False,
+        at: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The final hidden states ``[B, T, n_embd]`` (after the final LayerNorm): what a head reads.
+
+        :meth:`forward` puts the language-model head on them; a classifier puts its own
+        (:class:`mygpt.finetune.GPTClassifier`). Arguments as in :meth:`forward`; ``last_only``
+        and ``at`` (``forward``'s ``logits_at``) select positions before the final LayerNorm.
+        """
+        B, T = idx.shape
+        past = kv_cache.pos if kv_cache is not None else 0
+        if past + T > self.config.context_length:
+            raise PromptError(
+                f"Sequence of {past + T} tokens is longer than the model's context of "
+                f"{self.config.context_length}; shorten it (generation crops to the last "
+                f"{self.config.context_length} tokens)."
+            )
+        if position_ids is None:
+            position_ids = torch.arange(past, past + T, device=idx.device).unsqueeze(0)
+        x = self.drop(self.tok_emb(idx) + self.pos_emb(position_ids))
+        mask = attention_mask_for(T, past + T, attention_mask, idx.device)
+        for i, block in enumerate(self.blocks):
+            x = block(x, mask=mask, kv_cache=kv_cache, layer=i)
+        if kv_cache is not None:
+            kv_cache.advance(T)
+        if last_only:
+            x = x[:, -1:, :]
+        elif at is not None:
+            if at.shape != (B, T) or at.dtype != torch.bool:
+                raise ValueError(
+                    f"logits_at must be a boolean tensor of shape {(B, T)}, got "
+                    f"{at.dtype} {tuple(at.shape)}."
+                )
+            x = x[at]
+        return self.ln_f(x)
+
     def forward(
         self,
         idx: torch.Tensor,
@@ -116,7 +158,7 @@ class GPT(nn.Module):
         last_only: bool = False,
         logits_at: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Compute next-token logits.
+        """Compute next-token logits: the language-model head on :meth:`hidden`.
 
         Args:
             idx: token ids ``[B, T]``.
@@ -130,45 +172,9 @@ class GPT(nn.Module):
                 ``[N, vocab]`` in row-major order (``N`` = number of ``True``). Fine-tuning uses it
                 to skip the output layer at positions without a training target.
         """
-        B, T = idx.shape
-        past = kv_cache.pos if kv_cache is not None else 0
-        if past + T > self.config.context_length:
-            raise PromptError(
-                f"Sequence of {past + T} tokens is longer than the model's context of "
-                f"{self.config.context_length}; shorten it (generation crops to the last "
-                f"{self.config.context_length} tokens)."
-            )
-        if position_ids is None:
-            position_ids = torch.arange(past, past + T, device=idx.device).unsqueeze(0)
-        x = self.drop(self.tok_emb(idx) + self.pos_emb(position_ids))
-        mask = self._attention_mask(T, past + T, attention_mask, idx.device)
-        for i, block in enumerate(self.blocks):
-            x = block(x, mask=mask, kv_cache=kv_cache, layer=i)
-        if kv_cache is not None:
-            kv_cache.advance(T)
-        if last_only:
-            x = x[:, -1:, :]
-        elif logits_at is not None:
-            if logits_at.shape != (B, T) or logits_at.dtype != torch.bool:
-                raise ValueError(
-                    f"logits_at must be a boolean tensor of shape {(B, T)}, got "
-                    f"{logits_at.dtype} {tuple(logits_at.shape)}."
-                )
-            x = x[logits_at]
-        return self.lm_head(self.ln_f(x))
-
-    @staticmethod
-    def _attention_mask(n_query: int, n_key: int, attention_mask, device):
-        """Boolean ``[B or 1, 1, T, T_k]`` mask, or ``None`` when plain causal attention suffices."""
-        if attention_mask is None:
-            if n_query == n_key or n_query == 1:
-                return None  # attention uses its causal fast path / attends to everything cached
-            return causal_mask(n_query, n_key, device)[None, None]
-        mask = causal_mask(n_query, n_key, device)[None] & attention_mask.bool()[:, None, :]
-        # A padding query may see no key at all; let it see itself so softmax stays finite.
-        # Its output is never used.
-        mask = mask | _diagonal(n_query, n_key, device)[None]
-        return mask[:, None]
+        return self.lm_head(
+            self.hidden(idx, kv_cache, attention_mask, position_ids, last_only, at=logits_at)
+        )
 
     def new_kv_cache(self, batch_size: int, max_len: int | None = None) -> KVCache:
         """An empty :class:`KVCache` matching this model's layers, device and dtype."""
@@ -186,15 +192,6 @@ class GPT(nn.Module):
             params.pop(id(self.tok_emb.weight), None)
             params.pop(id(self.pos_emb.weight), None)
         return sum(p.numel() for p in params.values())
-
-
-def _diagonal(n_query: int, n_key: int, device) -> torch.Tensor:
-    """True where query ``i`` meets its own key (at position ``n_key - n_query + i``)."""
-    offset = n_key - n_query
-    return (
-        torch.arange(n_key, device=device)[None, :]
-        == torch.arange(n_query, device=device)[:, None] + offset
-    )
 
 
 def _memory_bytes(device: torch.device) -> int | None:

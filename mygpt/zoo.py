@@ -33,11 +33,13 @@ import torch
 
 from .checkpoint import load_model, save_model
 from .config import GPTConfig
-from .data import REGISTRY, cache_dir, create_dataloader, read_text, train_val_split
+from .data import create_dataloader, train_val_split
 from .device import dtype_named
 from .errors import CheckpointError, ConfigError
+from .files import REGISTRY, read_text
 from .model import GPT
-from .train import History, TrainConfig, train
+from .paths import cache_dir
+from .training import History, TrainConfig, train
 
 #: Bump when the training procedure changes in a way the recipe does not capture (e.g. how the
 #: data are split), so that every cached model is retrained.
@@ -54,7 +56,7 @@ class Recipe:
     Attributes:
         model: the architecture.
         train: optimizer, schedule and length of training (``max_steps``).
-        data: a :data:`mygpt.data.REGISTRY` text file to train on.
+        data: a :data:`mygpt.files.REGISTRY` text file to train on.
         train_frac: the first ``train_frac`` of the text (by characters) is training data, the rest
             validation data (see :func:`mygpt.train_val_split`).
         batch_size: windows per training batch; each window is ``model.context_length`` tokens.

@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from mygpt.checkpoint import save_model
 from mygpt.config import GPTConfig
 from mygpt.model import GPT
-from mygpt.train import STATE_NAME, TrainConfig, train
+from mygpt.training import STATE_NAME, TrainConfig, train
 
 STEPS, CHECKPOINT_EVERY, HANG_AT = 30, 5, 15
 CFG = GPTConfig(vocab_size=97, context_length=16, n_embd=32, n_layer=2, n_head=4, dropout=0.1)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mygpt.config import GPTConfig
-from mygpt.data import REGISTRY, DataFile
+from mygpt.files import REGISTRY, DataFile
 from mygpt.model import GPT
 
 

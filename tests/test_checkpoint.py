@@ -23,7 +23,7 @@ from mygpt.config import GPTConfig
 from mygpt.errors import CheckpointError
 from mygpt.finetune import GPTClassifier, load_classifier, save_classifier
 from mygpt.model import GPT
-from mygpt.train import TrainConfig, train
+from mygpt.training import TrainConfig, train
 
 
 def _same_weights(a: GPT, b: GPT) -> bool:

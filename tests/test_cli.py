@@ -21,7 +21,7 @@ from mygpt import __main__ as cli
 from mygpt.checkpoint import load_model, save_model
 from mygpt.config import GPTConfig
 from mygpt.finetune import GPTClassifier, classify, save_classifier
-from mygpt.generate import generate_text
+from mygpt.generation import generate_text
 from mygpt.model import GPT
 from mygpt.pretrained import load_pretrained
 

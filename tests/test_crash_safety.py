@@ -27,7 +27,13 @@ from torch.utils.data import DataLoader, TensorDataset
 from mygpt.checkpoint import load_model, save_model
 from mygpt.errors import TrainingError
 from mygpt.model import GPT
-from mygpt.train import STATE_NAME, TrainConfig, latest_checkpoint, load_training_checkpoint, train
+from mygpt.training import (
+    STATE_NAME,
+    TrainConfig,
+    latest_checkpoint,
+    load_training_checkpoint,
+    train,
+)
 
 WORKER = Path(__file__).with_name("_crash_worker.py")
 ROOT = WORKER.parents[1]

@@ -1,4 +1,5 @@
-"""Tests for mygpt.data: the public-file registry (verify, cache, download) and the window dataset.
+"""Tests for the data modules: mygpt.files (the public-file registry: verify, cache, download),
+mygpt.formats (the shape checks) and mygpt.data (the window dataset, seeded loaders, splits).
 
 Downloads are exercised against a real HTTP server on 127.0.0.1 that the tests start; nothing
 leaves the machine.
@@ -20,22 +21,27 @@ from pathlib import Path
 import pytest
 import torch
 
+import mygpt.data
+import mygpt.files
 from mygpt.data import (
+    TokenWindowDataset,
+    create_dataloader,
+    seeded_loader,
+    split_fractions,
+    train_val_split,
+)
+from mygpt.errors import DataError
+from mygpt.files import (
     REGISTRY,
     DataFile,
-    TokenWindowDataset,
-    cache_dir,
-    check_instruction_data,
-    create_dataloader,
-    data_dir,
     download,
     fetch,
     load_instruction_data,
     load_sms_spam,
     read_text,
-    train_val_split,
 )
-from mygpt.errors import DataError
+from mygpt.formats import check_instruction_data
+from mygpt.paths import cache_dir, data_dir
 from mygpt.tokenizer import encode
 
 # CI points MYGPT_DATA_DIR at the offline copies (../shared/data from the project's root).
@@ -401,7 +407,7 @@ def test_token_ids_outside_the_vocabulary_are_named(tiny_cfg):
 def test_out_of_vocabulary_training_data_is_a_data_error_not_an_index_error(tiny_cfg):
     # Before the check, this reached the embedding as a bare IndexError in the first step.
     from mygpt.model import GPT
-    from mygpt.train import TrainConfig, train
+    from mygpt.training import TrainConfig, train
 
     ids = torch.randint(0, tiny_cfg.vocab_size, (200,))
     ids[150] = tiny_cfg.vocab_size  # one past the last id
@@ -467,3 +473,38 @@ def test_train_val_split_by_position():
             train_val_split(text, bad)
     with pytest.raises(DataError, match="empty"):
         train_val_split("abc", 0.1)
+
+
+def test_split_fractions_cuts_in_order_or_after_a_seeded_shuffle():
+    assert split_fractions("abcdefghij", (0.5, 0.3, 0.2)) == ("abcde", "fgh", "ij")
+    # The last part takes what rounding leaves: int(0.33 * 10) = 3, twice, then 4.
+    assert [len(p) for p in split_fractions(list(range(10)), (0.33, 0.33, 0.34))] == [3, 3, 4]
+    shuffled = split_fractions(range(20), (0.7, 0.3), seed=1)
+    again = split_fractions(range(20), (0.7, 0.3), seed=1)
+    assert shuffled == again and all(isinstance(p, list) for p in shuffled)
+    assert sorted(shuffled[0] + shuffled[1]) == list(range(20))
+    assert shuffled[0] != list(range(14))  # shuffled, not cut in order
+    for bad in ((), (0.5, 0.6), (-0.5, 1.5)):
+        with pytest.raises(DataError, match="sum to 1"):
+            split_fractions("abc", bad)
+
+
+def test_seeded_loader_seeds_shuffling_and_leaves_the_global_rng_alone():
+    def order(loader):
+        return [b.tolist() for b in loader]
+
+    a = seeded_loader(torch.arange(20), 4, shuffle=True, seed=3)
+    b = seeded_loader(torch.arange(20), 4, shuffle=True, seed=3)
+    assert order(a) == order(b) and order(a) != order(a)  # same seed alike; epochs differ
+    plain = seeded_loader(torch.arange(10), 4, seed=0, drop_last=True)
+    state = torch.get_rng_state()
+    assert order(plain) == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    assert torch.equal(torch.get_rng_state(), state)  # iterating a seeded loader draws nothing
+    with pytest.raises(DataError, match="seed"):
+        seeded_loader(torch.arange(10), 4, shuffle=True)
+
+
+def test_the_chapters_names_stay_in_mygpt_data():
+    # book/08 and book/09 call these as mygpt.data.<name>; the errors appendix imports the last two.
+    for name in ("read_text", "load_sms_spam", "load_instruction_data", "REGISTRY", "DataFile"):
+        assert getattr(mygpt.data, name) is getattr(mygpt.files, name)

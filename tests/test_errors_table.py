@@ -21,9 +21,9 @@ from torch.utils.data import DataLoader, TensorDataset
 from mygpt.checkpoint import load_model, save_model
 from mygpt.config import GPTConfig
 from mygpt.errors import CheckpointError, ConfigError, MyGPTError, PromptError, TrainingError
-from mygpt.generate import generate_text
+from mygpt.generation import generate_text
 from mygpt.model import GPT
-from mygpt.train import STATE_NAME, TrainConfig, train
+from mygpt.training import STATE_NAME, TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = ROOT / "book" / "appendix-errors.ipynb"

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from mygpt.errors import ConfigError
-from mygpt.generate import generate
+from mygpt.generation import generate
 from mygpt.inference import (
     _INT8_KERNEL_WORKS,
     WEIGHT_FORMATS,

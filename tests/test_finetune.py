@@ -129,9 +129,9 @@ def test_set_trainable_parts():
     n_last = set_trainable(model, "last")
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable and all(
-        n.startswith(("gpt.blocks.1.", "gpt.ln_f.", "gpt.lm_head.")) for n in trainable
+        n.startswith(("gpt.blocks.1.", "gpt.ln_f.", "head.")) for n in trainable
     )
-    assert "gpt.lm_head.weight" in trainable and "gpt.ln_f.weight" in trainable
+    assert "head.weight" in trainable and "gpt.ln_f.weight" in trainable
     assert set_trainable(model, "head") == 16 * 2 + 2 < n_last
     assert set_trainable(model, "all") == sum(p.numel() for p in model.parameters())
     with pytest.raises(ConfigError):
@@ -261,3 +261,67 @@ def test_cli_classify_end_to_end(tmp_path, capsys):
         timeout=120,
     )
     assert bad.returncode == 2 and "No config.json" in bad.stderr
+
+
+def test_classifier_leaves_the_given_gpt_untouched():
+    gpt = GPT(CFG)
+    head = gpt.lm_head
+    model = GPTClassifier(gpt, ("ham", "spam"))
+    assert gpt.lm_head is head and gpt.lm_head.weight is gpt.tok_emb.weight
+    assert gpt.lm_head.out_features == CFG.vocab_size and model.gpt is gpt
+    ids = torch.tensor([encode_ordinary("you won a prize")])
+    with torch.no_grad():
+        per_position = model.per_position(ids)
+        assert per_position.shape == (1, ids.shape[1], 2)
+        assert torch.equal(per_position, model.head(gpt.hidden(ids)))
+        assert torch.equal(model(ids), per_position[:, -1])
+        assert gpt(ids).shape == (1, ids.shape[1], CFG.vocab_size)  # still a language model
+
+
+def test_classifier_saved_in_the_old_format_still_loads(tmp_path):
+    """Before GPT.hidden, the head replaced gpt.lm_head: files hold gpt.lm_head.{weight,bias}."""
+    from safetensors.torch import load_file, save_file
+
+    model = tiny_classifier().eval()
+    save_classifier(model, tmp_path / "clf")
+    file = tmp_path / "clf" / "model.safetensors"
+    state = load_file(file)
+    assert "gpt.lm_head.weight" not in state  # tied to the token embedding: stored once
+    state["gpt.lm_head.weight"] = state.pop("head.weight")
+    state["gpt.lm_head.bias"] = state.pop("head.bias")
+    save_file(state, file)
+    loaded = load_classifier(tmp_path / "clf")
+    ids = torch.tensor([encode_ordinary("claim your prize")])
+    torch.testing.assert_close(model(ids), loaded(ids))
+    assert loaded.gpt.lm_head.weight is loaded.gpt.tok_emb.weight
+
+
+def test_train_classifier_goes_through_train(monkeypatch):
+    """Gradient clipping (the loop of mygpt.train) applies at every step."""
+    calls = []
+    original = torch.nn.utils.clip_grad_norm_
+
+    def clip(params, max_norm, *args, **kwargs):
+        calls.append(max_norm)
+        return original(params, max_norm, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", clip)
+    model = tiny_classifier()
+    set_trainable(model, "last")
+    history = train_classifier(model, toy_loader(shuffle=True), epochs=2, lr=1e-3, log=False)
+    assert calls == [1.0] * 8 and len(history.step_loss) == 8
+    assert history.train.step == [4, 8] and history.val_acc == []
+
+
+def test_train_classifier_stops_on_a_nan_loss():
+    from mygpt.errors import TrainingError
+
+    model = tiny_classifier()
+    set_trainable(model, "last")
+    with torch.no_grad():
+        model.head.weight[0, 0] = float("nan")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(TrainingError, match="Loss became nan at step 0"):
+        train_classifier(model, toy_loader(shuffle=True), toy_loader(), epochs=2, log=False)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v.nan_to_num(), before[k].nan_to_num()), k

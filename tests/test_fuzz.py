@@ -17,7 +17,13 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from mygpt.errors import MyGPTError, PromptError, SamplingError, TokenizerError
-from mygpt.generate import generate, next_token_probs, sample_next_token, top_k_filter, top_p_filter
+from mygpt.generation import (
+    generate,
+    next_token_probs,
+    sample_next_token,
+    top_k_filter,
+    top_p_filter,
+)
 from mygpt.model import GPT
 from mygpt.tokenizer import decode, encode
 

@@ -4,7 +4,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mygpt.errors import PromptError, SamplingError
-from mygpt.generate import generate, next_token_probs, sample_next_token, top_k_filter, top_p_filter
+from mygpt.generation import (
+    generate,
+    next_token_probs,
+    sample_next_token,
+    top_k_filter,
+    top_p_filter,
+)
 from mygpt.model import GPT
 
 

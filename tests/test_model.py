@@ -66,3 +66,30 @@ def test_too_long_input_is_a_clear_error(tiny_cfg):
     model = GPT(tiny_cfg)
     with pytest.raises(PromptError, match="longer than the model's context of 32"):
         model(torch.zeros(1, 33, dtype=torch.long))
+
+
+def test_forward_is_the_lm_head_on_hidden(tiny_cfg):
+    torch.manual_seed(0)
+    model = GPT(tiny_cfg).eval()
+    idx = torch.randint(0, tiny_cfg.vocab_size, (2, 9))
+    hidden = model.hidden(idx)
+    assert hidden.shape == (2, 9, tiny_cfg.n_embd)
+    assert torch.equal(model.lm_head(hidden), model(idx))
+    assert torch.equal(model.lm_head(model.hidden(idx, last_only=True)), model(idx, last_only=True))
+    at = torch.rand(2, 9, generator=torch.Generator().manual_seed(1)) < 0.5
+    assert torch.equal(model.lm_head(model.hidden(idx, at=at)), model(idx, logits_at=at))
+    torch.testing.assert_close(model.hidden(idx, at=at), hidden[at])
+
+
+def test_padding_mask_and_attention_mask():
+    from mygpt.attention import attention_mask_for, padding_mask
+
+    lengths = torch.tensor([2, 4, 0])
+    assert padding_mask(lengths, 4).int().tolist() == [[1, 1, 0, 0], [1, 1, 1, 1], [0, 0, 0, 0]]
+    left = padding_mask(lengths, 4, left=True).int().tolist()
+    assert left == [[0, 0, 1, 1], [1, 1, 1, 1], [0, 0, 0, 0]]
+    assert attention_mask_for(5, 5) is None and attention_mask_for(1, 5) is None
+    assert torch.equal(attention_mask_for(2, 5), causal_mask(2, 5)[None, None])
+    mask = attention_mask_for(3, 3, padding_mask(torch.tensor([2]), 3, left=True))
+    # the padding query (position 0) sees only itself; the real ones skip the padding key
+    assert mask.int().tolist() == [[[[1, 0, 0], [0, 1, 0], [0, 1, 1]]]]

@@ -22,7 +22,7 @@ from huggingface_hub.file_download import repo_folder_name
 from safetensors.torch import load_file, save_file
 
 from mygpt.errors import CheckpointError, ConfigError
-from mygpt.generate import generate
+from mygpt.generation import generate
 from mygpt.pretrained import CONV1D_WEIGHTS, HUB_REPOS, NAME_MAP, hub_to_ours, load_pretrained
 
 transformers = pytest.importorskip("transformers")

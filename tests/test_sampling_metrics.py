@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from mygpt.errors import SamplingError
-from mygpt.generate import generate
+from mygpt.generation import generate
 from mygpt.metrics import (
     cut_at_stop,
     distinct_n,

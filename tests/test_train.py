@@ -1,6 +1,7 @@
 import dataclasses
 import io
 import math
+import sys
 
 import pytest
 import torch
@@ -9,7 +10,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from mygpt.checkpoint import load_model, save_model
 from mygpt.errors import CheckpointError, ConfigError, TrainingError
 from mygpt.model import GPT
-from mygpt.train import (
+from mygpt.training import (
     TrainConfig,
     batch_loss,
     configure_optimizer,
@@ -367,3 +368,88 @@ def test_classifier_evaluation_restores_the_mode_even_when_the_loader_fails(was_
         with pytest.raises(_Boom):
             fn(model, _failing_loader([batch]))
         assert model.training == was_training, fn.__name__
+
+
+def test_train_takes_a_custom_loss_and_evaluation(tiny_cfg):
+    """loss_fn gets (model, batch) with the batch on the device; evaluate_fn gives val_loss."""
+    torch.manual_seed(0)
+    model = GPT(tiny_cfg)
+    tr, va = loaders(tiny_cfg.vocab_size)
+    seen = []
+
+    def loss_fn(model, batch):
+        x, y = batch
+        seen.append(x.shape)
+        return 0.5 * batch_loss(model, x, y)
+
+    def evaluate_fn(model, loader, device, max_batches):
+        return 42.0
+
+    cfg = TrainConfig(max_steps=4, eval_every=2, log=False)
+    history = train(model, tr, va, cfg, loss_fn=loss_fn, evaluate_fn=evaluate_fn)
+    assert seen == [(8, 16)] * 4 and history.val_loss == [42.0, 42.0]
+    torch.manual_seed(0)
+    plain = train(GPT(tiny_cfg), tr, va, cfg)  # the same steps with the default loss
+    assert history.train_loss != plain.train_loss
+    assert all(h < p for h, p in zip(history.train_loss, plain.train_loss))
+
+
+def test_train_does_not_sync_with_the_device_at_every_step(tiny_cfg, monkeypatch):
+    """Reading a tensor's value (.item, .tolist, bool, float) waits for the device: train() does
+    it at evaluations and checkpoints only, not once per step."""
+    tr, _ = loaders(tiny_cfg.vocab_size)
+    counts = {}
+    for name in ("item", "tolist", "__bool__", "__float__"):
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *args, _original=original, _name=name, **kwargs):
+            if "mygpt" in sys._getframe(1).f_code.co_filename:  # not the DataLoader's own
+                counts[_name] = counts.get(_name, 0) + 1
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+
+    def loss_fn(model, batch):  # batch_loss reads y to skip masked targets, on the CPU only
+        x, y = batch
+        return next_token_loss(model(x), y)
+
+    def syncs(steps):
+        counts.clear()
+        torch.manual_seed(0)
+        cfg = TrainConfig(max_steps=steps, eval_every=steps, log=False)
+        with torch.random.fork_rng():
+            train(GPT(tiny_cfg), tr, None, cfg, loss_fn=loss_fn)
+        return sum(counts.values())
+
+    assert syncs(3) == syncs(20) <= 2  # one read of the pending losses (+ the NaN flag)
+
+
+def test_nan_with_another_optimizer_stops_before_the_update(tiny_cfg):
+    """An optimizer that cannot skip a step on the device is checked before each update."""
+    model = GPT(tiny_cfg)
+    tr, va = loaders(tiny_cfg.vocab_size)
+    with torch.no_grad():
+        model.ln_f.weight.fill_(float("nan"))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    with pytest.raises(TrainingError, match="Loss became nan at step 0"):
+        train(model, tr, va, TrainConfig(log=False), optimizer=optimizer)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v.nan_to_num(), before[k].nan_to_num()), k
+
+
+def test_a_nan_after_good_steps_leaves_the_optimizer_usable(tiny_cfg):
+    """The fused AdamW skips bad steps on the device; train() removes that switch afterwards."""
+    model = GPT(tiny_cfg)
+    tr, va = loaders(tiny_cfg.vocab_size)
+    optimizer = configure_optimizer(model, 1e-3)
+    cfg = TrainConfig(max_steps=6, eval_every=6, log=False)
+    train(model, tr, va, dataclasses.replace(cfg, max_steps=2, eval_every=2), optimizer=optimizer)
+    with torch.no_grad():
+        model.ln_f.weight[0] = float("nan")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(TrainingError, match="Loss became nan at step 0"):
+        train(model, tr, va, cfg, optimizer=optimizer)
+    for k, v in model.state_dict().items():  # five more bad steps: none was applied
+        assert torch.equal(v.nan_to_num(), before[k].nan_to_num()), k
+    assert not hasattr(optimizer, "found_inf")

@@ -14,7 +14,7 @@ from mygpt import zoo
 from mygpt.checkpoint import model_state
 from mygpt.config import GPTConfig
 from mygpt.errors import CheckpointError, ConfigError
-from mygpt.train import TrainConfig
+from mygpt.training import TrainConfig
 
 TOY_TEXT = "".join(
     f"Line {i}: the {w} sat on the mat, and the {w} said {i * 7 % 13} words.\n"

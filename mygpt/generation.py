@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 
 import torch
 
+from .attention import padding_mask
 from .device import at_least_float32
 from .errors import PromptError, SamplingError
 from .model import GPT
@@ -120,12 +121,11 @@ def _left_pad(
     """Left-pad prompts of different lengths so that every row ends at its last real token."""
     width = max(len(p) for p in prompts)
     idx = torch.full((len(prompts), width), pad_id, dtype=torch.long, device=device)
-    mask = torch.zeros((len(prompts), width), dtype=torch.long, device=device)
     for row, p in enumerate(prompts):
         if len(p):
             idx[row, width - len(p) :] = torch.as_tensor(p, dtype=torch.long, device=device)
-            mask[row, width - len(p) :] = 1
-    return idx, mask
+    lengths = torch.tensor([len(p) for p in prompts], device=device)
+    return idx, padding_mask(lengths, width, left=True).long()
 
 
 def _as_prompt_tensors(prompts) -> list[torch.Tensor]:

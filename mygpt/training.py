@@ -53,11 +53,25 @@ def batch_loss(
     Fine-tuning batches mask most positions (padding, and prompts with ``mask_prompt``); for a
     :class:`~mygpt.model.GPT` those positions then skip the 50,257-way output layer, its largest
     cost. Same value as the plain form (tested); batches without a masked target take the plain one.
+    That choice reads ``y``'s values, which costs nothing on the CPU but would make the host wait
+    for an accelerator at every training step: there, the plain form is always taken.
     """
+    if y.device.type != "cpu" or not isinstance(_unwrap(model), GPT):
+        return next_token_loss(model(x), y, ignore_index)
     keep = y != ignore_index
-    if keep.all() or not isinstance(_unwrap(model), GPT):
+    if keep.all():
         return next_token_loss(model(x), y, ignore_index)
     return F.cross_entropy(at_least_float32(model(x, logits_at=keep)), y[keep])
+
+
+def lm_loss(model: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """The language-model loss of a batch ``(x, y)``: :func:`batch_loss` in :func:`train`'s form.
+
+    :func:`train` takes any ``loss_fn(model, batch) -> scalar tensor``, ``batch`` being what the
+    loader yields, moved to the device; this is its default.
+    """
+    x, y = batch
+    return batch_loss(model, x, y)
 
 
 def perplexity(loss: float) -> float:
@@ -366,8 +380,16 @@ def train(
     resume: bool = False,
     on_eval: Callable[[int, History], None] | None = None,
     optimizer: torch.optim.Optimizer | None = None,
+    loss_fn: Callable[[nn.Module, tuple], torch.Tensor] = lm_loss,
+    evaluate_fn: Callable[..., float] = evaluate,
 ) -> History:
     """Train ``model`` on ``train_loader`` with AdamW, warmup + cosine schedule and clipping.
+
+    ``loss_fn(model, batch)`` gives the scalar loss of one batch (a tuple as the loader yields
+    it, moved to the device; its first tensor counts as the batch's tokens); the default is the
+    language-model loss :func:`lm_loss`. ``evaluate_fn(model, val_loader, device, max_batches)``
+    gives the validation loss (default :func:`evaluate`); a task with more metrics (e.g.
+    accuracy, see :func:`mygpt.finetune.train_classifier`) records them itself and returns the loss.
 
     Every ``cfg.eval_every`` steps: evaluate on ``val_loader``, record :class:`History`, print a
     line, and call ``on_eval(step, history)`` (e.g. to sample text). With ``checkpoint_dir``,
@@ -376,6 +398,12 @@ def train(
     masks). Shuffled loaders must carry a ``generator`` (``create_dataloader`` makes one) for
     the data order to be replayable. Raises :class:`TrainingError` if the loss becomes NaN or
     infinite; the model then keeps the weights of the last good step.
+
+    The loop never waits for the device at a step: losses and the NaN/inf check stay on the
+    device and are read at each evaluation and checkpoint (one synchronisation each), before
+    anything is recorded or written. Until then a non-finite step is not applied: the fused
+    AdamW of :func:`configure_optimizer` skips its update on the device (``found_inf``), and
+    every later one too. Another optimizer is checked before each update (one sync a step).
 
     Under torchrun (see :mod:`mygpt.distributed`) every rank calls ``train`` with its DDP-wrapped
     model and its share of the data; only rank 0 prints, shows the bar and writes checkpoints,
@@ -410,7 +438,37 @@ def train(
         if log:
             print(f"resumed from {last.name} (step {step})")
 
+    # Per-step values stay on the device until the next sync point (evaluation, checkpoint):
+    # the loss of each step, its gradient norm, and whether any step so far was not finite.
+    pending_loss: list[torch.Tensor] = []
+    pending_norm: list[torch.Tensor] = []
+    first_pending = step  # the step of pending_loss[0]
+    # 1.0 once a loss or gradient norm was not finite (float32: what fused AdamW's found_inf takes)
+    bad = torch.zeros((), device=device, dtype=torch.float32)
+    skip_on_device = _can_skip_on_device(optimizer)
+
+    def sync() -> None:
+        """Read the pending steps: raise on the first non-finite one, else add up their losses."""
+        nonlocal run_sum, run_n, first_pending
+        if not pending_loss:
+            return
+        losses = torch.stack(pending_loss).tolist()
+        if bad.item():
+            norms = torch.stack(pending_norm).tolist()
+            for i, (loss_i, norm_i) in enumerate(zip(losses, norms)):
+                if not (math.isfinite(loss_i) and math.isfinite(norm_i)):
+                    _raise_not_finite(
+                        first_pending + i, loss_i, norm_i, cfg, total_steps, checkpoint_dir
+                    )
+        for loss_i in losses:  # in order, in float64: the same sums as adding up .item()s
+            run_sum += loss_i
+        run_n += len(losses)
+        first_pending = step
+        pending_loss.clear()
+        pending_norm.clear()
+
     def checkpoint() -> None:
+        sync()  # a non-finite step raises here: its weights are never saved
         if main:  # one writer; the other ranks hold identical weights and wait at the barrier
             save_training_checkpoint(
                 checkpoint_dir,
@@ -442,80 +500,108 @@ def train(
         unit="step",
         **({} if main else {"disable": True}),
     )  # one bar, rank 0's
-    while step < total_steps:
-        epoch, offset = divmod(step, steps_per_epoch)
-        _seed_epoch(train_loader, cfg.seed + epoch)
-        for b, (x, y) in enumerate(train_loader):
-            if b < offset:
-                continue  # already trained on before the checkpoint we resumed from
-            if step >= total_steps:
-                break
-            lr = lr_at(step, cfg.lr, total_steps, cfg.warmup_steps, cfg.min_lr)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            x, y = x.to(device), y.to(device)
-            with autocast():
-                loss = batch_loss(model, x, y)
-            # Distributed: the mean over ranks, so that all log it and all stop together on NaN.
-            mean_loss = mean_across_ranks(loss.detach())
-            if not torch.isfinite(mean_loss):
-                raise TrainingError(
-                    f"Loss became {mean_loss.item()} at step {step}; stopped before updating the weights, "
-                    f"which keep their last good values"
-                    + (f" (last checkpoint in {checkpoint_dir})" if checkpoint_dir else "")
-                    + f". Lower the learning rate (now {lr:.2e}) or enable grad_clip."
-                )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip is not None:
-                norm = nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            else:
-                norm = nn.utils.get_total_norm(
-                    [p.grad for p in model.parameters() if p.grad is not None]
-                )
-            # A finite loss can still have inf/NaN gradients (an overflow in the backward pass).
-            # One update with them makes weights NaN, and the next checkpoint would save them.
-            if not torch.isfinite(norm):
-                raise TrainingError(
-                    f"Gradient norm became {norm.item()} at step {step} (the loss, "
-                    f"{mean_loss.item():.4f}, was finite); stopped before updating the weights, which "
-                    f"keep their last good values"
-                    + (f" (last checkpoint in {checkpoint_dir})" if checkpoint_dir else "")
-                    + f". Lower the learning rate (now {lr:.2e}), or turn amp off if it is on."
-                )
-            optimizer.step()
-            step += 1
-            tokens += x.numel() * get_world_size()  # every rank trained on a batch like x
-            run_sum += mean_loss.item()
-            run_n += 1
-            bar.update(1)
-            if step % cfg.eval_every == 0 or step == total_steps:
-                val = (
-                    mean_across_ranks(evaluate(model, val_loader, device, cfg.eval_batches))
-                    if val_loader is not None
-                    else float("nan")
-                )
-                history.step.append(step)
-                history.tokens.append(tokens)
-                history.train_loss.append(run_sum / run_n)
-                history.val_loss.append(val)
-                history.lr.append(lr)
-                run_sum, run_n = 0.0, 0
-                if log:
-                    print(
-                        f"step {step:5d} | tokens {tokens:9,d} | train loss {history.train_loss[-1]:.3f}"
-                        f" | val loss {val:.3f} | lr {lr:.2e}",
-                        flush=True,
+    try:
+        while step < total_steps:
+            epoch, offset = divmod(step, steps_per_epoch)
+            _seed_epoch(train_loader, cfg.seed + epoch)
+            for b, batch in enumerate(train_loader):
+                if b < offset:
+                    continue  # already trained on before the checkpoint we resumed from
+                if step >= total_steps:
+                    break
+                lr = lr_at(step, cfg.lr, total_steps, cfg.warmup_steps, cfg.min_lr)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                batch = tuple(t.to(device) for t in batch)
+                with autocast():
+                    loss = loss_fn(model, batch)
+                # Distributed: the mean over ranks, so that all log it and all stop together.
+                mean_loss = mean_across_ranks(loss.detach())
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.grad_clip is not None:
+                    norm = nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                else:
+                    norm = nn.utils.get_total_norm(
+                        [p.grad for p in model.parameters() if p.grad is not None]
                     )
-                if on_eval is not None:
-                    on_eval(step, history)
-                    model.train()
-            if (
-                checkpoint_dir is not None
-                and cfg.checkpoint_every
-                and (step % cfg.checkpoint_every == 0 or step == total_steps)
-            ):
-                checkpoint()
-        offset = 0
-    bar.close()
+                # A finite loss can still have inf/NaN gradients (an overflow in the backward
+                # pass); one update with either makes the weights NaN. Sticky: once a step is
+                # bad, no later update is applied either, and the next sync() raises.
+                bad = torch.maximum(
+                    bad, (~(torch.isfinite(mean_loss) & torch.isfinite(norm))).to(bad.dtype)
+                )
+                pending_loss.append(mean_loss)
+                pending_norm.append(norm.detach())
+                if skip_on_device:
+                    optimizer.found_inf = bad
+                elif bad.item():
+                    sync()  # raises for this step, before the update
+                optimizer.step()
+                step += 1
+                tokens += batch[0].numel() * get_world_size()  # every rank trained on such a batch
+                bar.update(1)
+                if step % cfg.eval_every == 0 or step == total_steps:
+                    sync()
+                    val = (
+                        mean_across_ranks(evaluate_fn(model, val_loader, device, cfg.eval_batches))
+                        if val_loader is not None
+                        else float("nan")
+                    )
+                    history.step.append(step)
+                    history.tokens.append(tokens)
+                    history.train_loss.append(run_sum / run_n)
+                    history.val_loss.append(val)
+                    history.lr.append(lr)
+                    run_sum, run_n = 0.0, 0
+                    if log:
+                        print(
+                            f"step {step:5d} | tokens {tokens:9,d} | train loss "
+                            f"{history.train_loss[-1]:.3f} | val loss {val:.3f} | lr {lr:.2e}",
+                            flush=True,
+                        )
+                    if on_eval is not None:
+                        on_eval(step, history)
+                        model.train()
+                if (
+                    checkpoint_dir is not None
+                    and cfg.checkpoint_every
+                    and (step % cfg.checkpoint_every == 0 or step == total_steps)
+                ):
+                    checkpoint()
+            offset = 0
+        sync()
+    finally:
+        if skip_on_device:
+            del optimizer.found_inf  # the caller's optimizer steps normally afterwards
+        bar.close()
     return history
+
+
+def _can_skip_on_device(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether ``optimizer.step()`` skips its update when ``optimizer.found_inf`` is 1, on the
+    device (the fused Adam/AdamW kernels, as ``torch.amp.GradScaler`` uses them)."""
+    return (
+        isinstance(optimizer, torch.optim.Adam | torch.optim.AdamW)
+        and getattr(optimizer, "_step_supports_amp_scaling", False)
+        and all(group.get("fused") for group in optimizer.param_groups)
+    )
+
+
+def _raise_not_finite(
+    step: int, loss: float, norm: float, cfg: TrainConfig, total_steps: int, checkpoint_dir
+) -> None:
+    """The :class:`TrainingError` of a step whose loss or gradient norm was not finite."""
+    lr = lr_at(step, cfg.lr, total_steps, cfg.warmup_steps, cfg.min_lr)
+    where = f" (last checkpoint in {checkpoint_dir})" if checkpoint_dir else ""
+    if not math.isfinite(loss):
+        raise TrainingError(
+            f"Loss became {loss} at step {step}; stopped before updating the weights, which "
+            f"keep their last good values{where}. Lower the learning rate (now {lr:.2e}) or "
+            f"enable grad_clip."
+        )
+    raise TrainingError(
+        f"Gradient norm became {norm} at step {step} (the loss, {loss:.4f}, was finite); "
+        f"stopped before updating the weights, which keep their last good values{where}. "
+        f"Lower the learning rate (now {lr:.2e}), or turn amp off if it is on."
+    )
