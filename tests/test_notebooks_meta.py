@@ -103,3 +103,24 @@ def test_chapters_start_with_the_shared_bootstrap() -> None:
     assert not different, (
         f"first code cell differs from {reference_name}'s bootstrap in: {different}"
     )
+
+
+# A chapter that trains must do it in float64 on the CPU (DEVELOPING.md): float32 training
+# amplifies the last-bit differences between processors into different printed losses.
+TRAINS = re.compile(r"mygpt\.train\(|train_classifier\(|\btrain_agent\(|\bfine_tune\(")
+FLOAT64 = 'torch.set_default_dtype(torch.float64 if device.type == "cpu" else torch.float32)'
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_chapters_that_train_compute_in_float64_before_training(path: Path) -> None:
+    if path.name == "appendix-errors.ipynb":
+        return  # its training calls are made to fail; they print error messages, not numbers
+    cells = [c.source for c in _code_cells(_read(path))]
+    first_training = next((i for i, s in enumerate(cells) if TRAINS.search(s)), None)
+    if first_training is None:
+        return  # nothing trained on this page (the experiments set their dtype in the spec)
+    setting = next((i for i, s in enumerate(cells) if FLOAT64 in s), None)
+    assert setting is not None and setting < first_training, (
+        f"{path.name}: code cell {first_training} trains, but no earlier cell sets float64 "
+        f"({FLOAT64})"
+    )
