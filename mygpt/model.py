@@ -16,7 +16,7 @@ from torch import nn
 
 from .attention import CausalSelfAttention, KVCache, attention_mask_for
 from .config import GPTConfig
-from .errors import ConfigError, PromptError
+from .errors import ConfigError, DataError, PromptError
 
 
 class LayerNorm(nn.Module):
@@ -78,6 +78,17 @@ class Block(nn.Module):
         return x + self.mlp(self.ln2(x))
 
 
+def _out_of_vocabulary(idx: torch.Tensor, vocab_size: int) -> str:
+    """The message for token ids outside ``[0, vocab_size)``, naming the first bad one."""
+    bad = idx[(idx < 0) | (idx >= vocab_size)]
+    first = int(bad[0]) if bad.numel() else "?"
+    return (
+        f"Token id {first} is outside the model's vocabulary of {vocab_size} ids "
+        f"(0..{vocab_size - 1}); {bad.numel()} id(s) in this batch are. Encode the text with "
+        f"the model's tokenizer, or build the model with a larger vocab_size."
+    )
+
+
 class GPT(nn.Module):
     """A GPT-2 style language model: token ids ``[B, T]`` in, next-token logits ``[B, T, vocab]`` out."""
 
@@ -132,7 +143,11 @@ class GPT(nn.Module):
             )
         if position_ids is None:
             position_ids = torch.arange(past, past + T, device=idx.device).unsqueeze(0)
-        x = self.drop(self.tok_emb(idx) + self.pos_emb(position_ids))
+        try:
+            tokens = self.tok_emb(idx)
+        except IndexError:  # checked only on failure, so the usual path pays nothing
+            raise DataError(_out_of_vocabulary(idx, self.config.vocab_size)) from None
+        x = self.drop(tokens + self.pos_emb(position_ids))
         mask = attention_mask_for(T, past + T, attention_mask, idx.device)
         for i, block in enumerate(self.blocks):
             x = block(x, mask=mask, kv_cache=kv_cache, layer=i)

@@ -572,7 +572,7 @@ def train(
             offset = 0
         sync()
     finally:
-        if skip_on_device:
+        if skip_on_device and hasattr(optimizer, "found_inf"):  # absent if step 1 failed early
             del optimizer.found_inf  # the caller's optimizer steps normally afterwards
         bar.close()
     return history

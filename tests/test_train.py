@@ -453,3 +453,15 @@ def test_a_nan_after_good_steps_leaves_the_optimizer_usable(tiny_cfg):
     for k, v in model.state_dict().items():  # five more bad steps: none was applied
         assert torch.equal(v.nan_to_num(), before[k].nan_to_num()), k
     assert not hasattr(optimizer, "found_inf")
+
+
+def test_training_data_outside_the_vocabulary_is_a_data_error(tiny_cfg) -> None:
+    """Without the loader's up-front check, the model itself names the bad id (no IndexError)."""
+    import mygpt
+
+    model = mygpt.GPT(tiny_cfg)
+    x = torch.randint(0, tiny_cfg.vocab_size, (2, 8))
+    x[1, 3] = tiny_cfg.vocab_size + 5
+    batches = [(x, x.clone())]
+    with pytest.raises(mygpt.DataError, match=f"Token id {tiny_cfg.vocab_size + 5} is outside"):
+        mygpt.train(model, batches, cfg=mygpt.TrainConfig(max_steps=1, log=False))
