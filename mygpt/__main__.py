@@ -8,7 +8,6 @@ mygpt classify --model spam-classifier/ "You won a prize!" "See you at noon"
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -62,55 +61,39 @@ def _device(name: str | None):
     return device
 
 
-def _read_config(path: Path) -> dict:
-    """A model directory's ``config.json`` as a dict, or :class:`CheckpointError` naming it."""
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as e:
-        raise CheckpointError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start}).") from None
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"{path} is not valid JSON ({e}).") from None
-    if not isinstance(config, dict):
-        raise CheckpointError(
-            f"{path} must hold a JSON object ({{...}}), got {type(config).__name__}."
-        )
-    return config
-
-
 def _load_any(model: str, device):
     """``--model``: a mygpt model or training-checkpoint directory, a Hub-layout directory, a
     ``.safetensors`` file, or a GPT-2 name (``gpt2`` ...).
 
-    The two directory formats both have a ``config.json`` with ``n_layer``; they differ in how
-    they name the context: mygpt's own (:func:`mygpt.save_model`) says ``context_length``,
-    transformers' ``save_pretrained`` says ``n_positions`` (and uses other tensor names).
+    Which one a directory is comes from :func:`mygpt.checkpoint.directory_kind`: the package
+    marks what it saves (``"format"`` in ``config.json``, ``latest`` in a training run), and a
+    Hub config is told by its own keys.
     """
-    from .checkpoint import CONFIG_NAME, load_model
+    from .checkpoint import directory_kind, load_model
     from .pretrained import load_pretrained
     from .training import latest_checkpoint
 
     path = Path(model)
-    if path.is_dir() and (path / "latest").exists():  # a training run's directory: its last step
+    kind = directory_kind(path) if path.is_dir() else None
+    if kind == "training-run":  # a training run's directory: its last checkpoint
         path = latest_checkpoint(path)
-    if not (path.is_dir() and (path / CONFIG_NAME).is_file()):
-        # A directory of weights only, a .safetensors file, a name, or nothing: the Hub loader
-        # handles each (and names the valid model names when it is none of them).
-        return load_pretrained(path if path.exists() else model, device=device)
-    config = _read_config(path / CONFIG_NAME)
-    if "context_length" in config:
-        return load_model(path, device=device).eval()
-    if "n_positions" in config or "n_ctx" in config:  # n_ctx: older GPT-2 configs' name
-        return load_pretrained(path, device=device)
-    if "format" in config:
+        kind = directory_kind(path)
+    if kind == "model":
+        return load_model(path, device=device)
+    if kind == "classifier":
         raise CheckpointError(
-            f"{path} holds a {config['format']} model, not a language model; "
+            f"{path} holds a classifier, not a language model; "
             f"use it with: mygpt classify --model {path}"
         )
-    raise CheckpointError(
-        f"{path / CONFIG_NAME} is neither a mygpt config (it has 'context_length') nor a Hugging "
-        f"Face GPT-2 config (it has 'n_positions'); pass a directory saved by mygpt.save_model, "
-        f"mygpt train, or transformers' save_pretrained."
-    )
+    if kind is None and path.is_dir() and (path / "config.json").is_file():
+        raise CheckpointError(
+            f"{path / 'config.json'} is neither a mygpt config (it has 'context_length') nor a Hugging "
+            f"Face GPT-2 config (it has 'n_positions'); pass a directory saved by mygpt.save_model, "
+            f"mygpt train, or transformers' save_pretrained."
+        )
+    # A Hub-layout directory, a directory of weights only, a .safetensors file, a name, or
+    # nothing: the Hub loader handles each (and names the valid model names when it is none).
+    return load_pretrained(path if path.exists() else model, device=device)
 
 
 def cmd_generate(args) -> None:
@@ -222,8 +205,10 @@ def cmd_classify(args) -> None:
     from .finetune import classify, load_classifier
 
     device = _device(args.device)
-    config = Path(args.model) / "config.json"
-    if config.is_file() and {"context_length", "n_positions", "n_ctx"} & set(_read_config(config)):
+    from .checkpoint import directory_kind
+
+    path = Path(args.model)
+    if path.is_dir() and directory_kind(path) in ("model", "hub", "training-run"):
         raise CheckpointError(
             f"{args.model} holds a language model, not a classifier; continue "
             f"text with: mygpt generate --model {args.model}"

@@ -31,6 +31,10 @@ from .model import GPT
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
+#: The ``"format"`` of a directory's ``config.json``: what kind of thing the package saved there.
+#: A Hugging Face (GPT-2 Hub layout) config has none; it says ``n_positions`` instead.
+MODEL_FORMAT = "mygpt-gpt"
+CLASSIFIER_FORMAT = "mygpt-classifier"
 #: Key of the tensors' SHA-256 in a safetensors file's metadata (see :func:`tensors_sha256`).
 HASH_KEY = "mygpt.sha256"
 
@@ -256,7 +260,7 @@ def config_from_dict(d: dict, source: str | os.PathLike) -> GPTConfig:
 def write_model_files(model: GPT, directory: Path) -> None:
     """Write ``model.safetensors`` and ``config.json`` into an existing ``directory``."""
     write_weights(model_state(model), directory / WEIGHTS_NAME)
-    write_json(model.config.to_dict(), directory / CONFIG_NAME)
+    write_json({"format": MODEL_FORMAT, **model.config.to_dict()}, directory / CONFIG_NAME)
 
 
 def save_model(model: GPT, directory: str | os.PathLike) -> Path:
@@ -272,6 +276,36 @@ def load_model(directory: str | os.PathLike, device=None) -> GPT:
     d = read_json(
         directory / CONFIG_NAME, f"No {CONFIG_NAME} in {directory}: is it a mygpt model directory?"
     )
+    kind = d.pop("format", MODEL_FORMAT)  # models saved before the marker have none
+    if kind != MODEL_FORMAT:
+        raise CheckpointError(
+            f"{directory} holds a {kind!r}, not a mygpt language model"
+            + (": load it with mygpt.load_classifier." if kind == CLASSIFIER_FORMAT else ".")
+        )
     model = GPT(config_from_dict(d, directory / CONFIG_NAME))
     load_model_state(model, read_weights(directory / WEIGHTS_NAME), source=str(directory))
     return (model.to(device) if device is not None else model).eval()
+
+
+def directory_kind(directory: str | os.PathLike) -> str | None:
+    """What a directory holds, from its own markers, so that no loader has to guess.
+
+    ``"training-run"`` (a ``latest`` pointer and ``step-*`` checkpoints), ``"model"``
+    (:func:`save_model`), ``"classifier"`` (:func:`mygpt.save_classifier`), ``"hub"`` (a GPT-2
+    config in the Hugging Face layout), or ``None`` when it is none of these. Directories saved
+    before the ``format`` marker existed are recognised by their config keys.
+    """
+    directory = _readable(Path(directory))
+    if (directory / "latest").is_file():
+        return "training-run"
+    if not (directory / CONFIG_NAME).is_file():
+        return None
+    config = read_json(directory / CONFIG_NAME, f"No {CONFIG_NAME} in {directory}.")
+    kind = config.get("format")
+    if kind == MODEL_FORMAT or (kind is None and "context_length" in config):
+        return "model"
+    if kind == CLASSIFIER_FORMAT:
+        return "classifier"
+    if kind is None and ("n_positions" in config or "n_ctx" in config):  # n_ctx: older configs
+        return "hub"
+    return None

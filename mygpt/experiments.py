@@ -24,13 +24,12 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from .checkpoint import atomic_write
 from .config import GPTConfig
 from .data import create_dataloader, train_val_split
 from .device import dtype_named
@@ -316,18 +315,6 @@ def _diverged(history: History, error: str, spec: ExperimentSpec) -> bool:
     return bool(error) or not math.isfinite(final) or final > math.log(spec.model.vocab_size)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)  # a reader sees the old file or the whole new one, never half
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _read_cached(path: Path, spec: ExperimentSpec, key: str) -> Result | None:
     """The result of ``spec`` cached at ``path``, or ``None`` (a miss) when there is none usable.
 
@@ -363,7 +350,8 @@ def run_experiment(spec: ExperimentSpec, use_cache: bool = True) -> Result:
         return cached
     result = _train(spec)
     result.key = key
-    _write_atomic(path, result.to_json())
+    text = result.to_json()
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
     return result
 
 

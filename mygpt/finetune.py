@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .attention import padding_mask
 from .checkpoint import (
+    CLASSIFIER_FORMAT,
     CONFIG_NAME,
     WEIGHTS_NAME,
     config_from_dict,
@@ -44,7 +45,7 @@ from .tokenizer import EOT_ID, encode_ordinary
 from .training import History, TrainConfig, train
 
 POOLINGS = ("last", "mean")
-FORMAT = "mygpt-classifier"
+FORMAT = CLASSIFIER_FORMAT
 
 
 # --------------------------------------------------------------------------------------------

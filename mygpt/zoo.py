@@ -24,14 +24,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from .checkpoint import load_model, save_model
+from .checkpoint import load_model, write_directory, write_json, write_model_files
 from .config import GPTConfig
 from .data import create_dataloader, train_val_split
 from .device import dtype_named
@@ -178,26 +176,15 @@ def train_recipe(recipe: Recipe) -> tuple[GPT, History]:
 
 
 def _save(directory: Path, model: GPT, history: History, recipe: Recipe) -> None:
-    """Write the model, its history and recipe into a temporary directory, then rename it into place."""
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-    try:
-        save_model(model, tmp)
-        (tmp / HISTORY_NAME).write_text(json.dumps(dataclasses.asdict(history), indent=1))
-        (tmp / RECIPE_NAME).write_text(
-            json.dumps(dict(recipe.spec(), description=recipe.description), indent=2)
-        )
-        try:
-            tmp.rename(directory)
-        except OSError as e:
-            if not (directory / HISTORY_NAME).is_file():
-                raise CheckpointError(
-                    f"Cannot put the trained model at {directory} ({e}): it exists "
-                    f"but is incomplete. Delete it and try again."
-                ) from e
-            # Another process finished the same model first; its weights are identical to ours.
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    """Write the model, its history and recipe as ``directory``, whole (see
+    :func:`mygpt.checkpoint.write_directory`): a crash never leaves a half-written model."""
+
+    def fill(tmp: Path) -> None:
+        write_model_files(model, tmp)
+        write_json(dataclasses.asdict(history), tmp / HISTORY_NAME)
+        write_json(dict(recipe.spec(), description=recipe.description), tmp / RECIPE_NAME)
+
+    write_directory(directory, fill)
 
 
 def _ensure(name: str) -> Path:

@@ -218,3 +218,41 @@ def test_load_model_returns_eval_mode_like_load_pretrained(tiny_cfg, tmp_path):
     path = save_model(GPT(tiny_cfg.replace(dropout=0.1)).train(), tmp_path / "m")
     model = load_model(path)
     assert not model.training and not any(m.training for m in model.modules())
+
+
+def test_a_saved_directory_says_what_kind_it_is(tmp_path, tiny_cfg) -> None:
+    """Loaders and the CLI read the kind from the directory's own marker, never by guessing."""
+    import json
+
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    import mygpt
+    from mygpt.checkpoint import directory_kind
+
+    model = mygpt.GPT(tiny_cfg)
+    mygpt.save_model(model, tmp_path / "lm")
+    assert json.loads((tmp_path / "lm" / "config.json").read_text())["format"] == "mygpt-gpt"
+    clf = mygpt.GPTClassifier(mygpt.GPT(tiny_cfg), ["ham", "spam"], "last", 16)
+    mygpt.save_classifier(clf, tmp_path / "clf")
+    GPT2LMHeadModel(
+        GPT2Config(n_layer=1, n_embd=16, n_head=2, n_positions=32, vocab_size=97)
+    ).save_pretrained(tmp_path / "hub")
+    (tmp_path / "empty").mkdir()
+    kinds = {name: directory_kind(tmp_path / name) for name in ("lm", "clf", "hub", "empty")}
+    assert kinds == {"lm": "model", "clf": "classifier", "hub": "hub", "empty": None}
+    with pytest.raises(CheckpointError, match="load_classifier"):
+        mygpt.load_model(tmp_path / "clf")
+
+
+def test_a_model_saved_before_the_format_marker_still_loads(tmp_path, tiny_cfg) -> None:
+    import json
+
+    import mygpt
+    from mygpt.checkpoint import directory_kind
+
+    mygpt.save_model(mygpt.GPT(tiny_cfg), tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    del config["format"]
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    assert directory_kind(tmp_path) == "model"
+    assert mygpt.load_model(tmp_path).config == tiny_cfg
