@@ -187,13 +187,51 @@ def _save(directory: Path, model: GPT, history: History, recipe: Recipe) -> None
     write_directory(directory, fill)
 
 
+#: Where the package ships the weights its recipes produced (``mygpt/models/<name>/``).
+SHIPPED_DIR = Path(__file__).resolve().parent / "models"
+
+
+def shipped_dir(name: str) -> Path | None:
+    """The shipped copy of ``name``, or ``None`` when there is none for its current recipe.
+
+    A long training run is chaotic: rounding differences between processors (AVX-512 or AVX2,
+    thread counts) grow step by step until two machines end with different weights, even in
+    float64. So the package ships the weights its recipe produced once, stored in float16, and
+    every machine loads those same numbers. A shipped copy counts only while its ``recipe.json``
+    matches the recipe (same key); a changed recipe trains anew.
+    """
+    directory = SHIPPED_DIR / name
+    try:
+        spec = json.loads((directory / RECIPE_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    spec.pop("description", None)
+    expected = json.loads(json.dumps(_recipe(name).spec()))  # as JSON holds it (tuples: lists)
+    return directory if spec == expected else None
+
+
 def _ensure(name: str) -> Path:
-    """The cache directory of ``name``, training and saving the model first if it is missing."""
+    """The directory of ``name``: the shipped copy, else the cache (training it if missing)."""
+    shipped = shipped_dir(name)
+    if shipped is not None:
+        return shipped
     directory = model_dir(name)
     if not (directory / HISTORY_NAME).is_file():
         model, history = train_recipe(_recipe(name))
         _save(directory, model, history, _recipe(name))
     return directory
+
+
+def ship(name: str = "shakespeare-small") -> Path:
+    """Write the model ``name`` (from the cache, trained first if missing) into the package,
+    in float16: ``mygpt/models/<name>/``. Run by hand (``python -m mygpt.zoo ship NAME``) after
+    a recipe changes; the result is committed with the package."""
+    directory = model_dir(name)
+    if not (directory / HISTORY_NAME).is_file():
+        directory = _ensure(name)
+    model = load_model(directory).half()
+    _save(SHIPPED_DIR / name, model, _read_history(directory), _recipe(name))
+    return SHIPPED_DIR / name
 
 
 def _read_history(directory: Path) -> History:
@@ -239,3 +277,11 @@ def pretrained_history(name: str = "shakespeare-small") -> History:
 def pretrained_recipe(name: str = "shakespeare-small") -> Recipe:
     """The :class:`Recipe` of the small model ``name``."""
     return _recipe(name)
+
+
+if __name__ == "__main__":  # python -m mygpt.zoo ship [NAME]
+    import sys
+
+    if len(sys.argv) < 2 or sys.argv[1] != "ship":
+        sys.exit("usage: python -m mygpt.zoo ship [NAME]   (NAME: " + ", ".join(ZOO) + ")")
+    print(ship(*sys.argv[2:3]))

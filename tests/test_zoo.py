@@ -181,3 +181,30 @@ def test_damaged_cache_says_how_to_recover(tiny_zoo):
     (directory / "model.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(CheckpointError, match="Delete .* to train the model again"):
         mygpt.small_pretrained("tiny", verbose=False)
+
+
+def test_the_book_model_is_shipped_and_loads_without_training(tmp_path, monkeypatch) -> None:
+    """The chapters start from the shipped weights: the same numbers on every machine."""
+    import mygpt
+    from mygpt import zoo
+
+    shipped = zoo.shipped_dir("shakespeare-small")
+    assert shipped is not None, "mygpt/models/shakespeare-small is missing or not of this recipe"
+    monkeypatch.setenv("MYGPT_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(
+        zoo, "train_recipe", lambda recipe: pytest.fail("trained instead of loading")
+    )
+    model = mygpt.small_pretrained(verbose=False)
+    assert not any(tmp_path.iterdir())  # nothing trained or cached
+    assert model.num_parameters() == zoo.pretrained_recipe().model.num_parameters()
+    assert zoo.pretrained_history().val_loss[-1] < 6.1
+
+
+def test_a_changed_recipe_does_not_use_the_shipped_weights(monkeypatch) -> None:
+    import dataclasses
+
+    from mygpt import zoo
+
+    changed = dataclasses.replace(zoo.ZOO["shakespeare-small"], seed=7)
+    monkeypatch.setitem(zoo.ZOO, "shakespeare-small", changed)
+    assert zoo.shipped_dir("shakespeare-small") is None
