@@ -219,9 +219,18 @@ def cmd_classify(args) -> None:
         print(f"{label}\t{message}")
 
 
+def cmd_zoo(args) -> None:
+    from . import zoo
+
+    if args.action == "build":
+        print(f"built: {zoo.build(args.name, device=_device(args.device))}")
+    else:
+        print(f"shipped: {zoo.ship(args.name)}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="mygpt", description="GPT-2 from scratch: generate, train, classify."
+        prog="mygpt", description="GPT-2 from scratch: generate, train, classify, build models."
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -275,6 +284,20 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("messages", nargs="*", help="messages (default: one per line on stdin)")
     c.add_argument("--device", default=None)
     c.set_defaults(func=cmd_classify)
+
+    z = sub.add_parser(
+        "zoo",
+        help="build (train, resumably) or ship one of the book's pretrained models",
+        description="build: train the model NAME by its recipe into the cache; run the same "
+        "command again to resume after an interruption. ship: write the built model into the "
+        "package (mygpt/models/NAME) and print its SHA-256 for mygpt.zoo.SHIPPED_SHA256.",
+    )
+    z.add_argument("action", choices=["build", "ship"])
+    z.add_argument(
+        "name", nargs="?", default="book", help="a model of mygpt.zoo.ZOO (default: book)"
+    )
+    z.add_argument("--device", default=None, help="cpu, cuda, mps (default: best available)")
+    z.set_defaults(func=cmd_zoo)
     return parser
 
 

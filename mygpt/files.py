@@ -67,6 +67,10 @@ class DataFile:
 
 
 _RASBT = "https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main"
+_WIKITEXT2 = (
+    "https://raw.githubusercontent.com/pytorch/examples/"
+    "77f55b912142e11fcfdf5b530231fb9c52f181e8/word_language_model/data/wikitext-2"
+)
 _GPT2_BPE = "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main"
 
 REGISTRY: dict[str, DataFile] = {
@@ -86,6 +90,22 @@ REGISTRY: dict[str, DataFile] = {
             "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed",
             "tinyshakespeare.txt",
             "Shakespeare, 1,115,394 characters (char-rnn's corpus); public domain",
+        ),
+        DataFile(
+            "wikitext2-valid",
+            f"{_WIKITEXT2}/valid.txt",
+            "f0737ed31fc1329026e95cb8b98e19c2a182c39c240ab909dc31abf2f8af58e8",
+            "wikitext-2/valid.txt",
+            "WikiText-2 validation split (Merity et al., 2016), 213,886 words in its tokenized "
+            "form; CC BY-SA 3.0",
+        ),
+        DataFile(
+            "wikitext2-test",
+            f"{_WIKITEXT2}/test.txt",
+            "d790b833ef8cf03a90db7bf1271b7520b83c45ce07ba3c1a9699df81e239eca0",
+            "wikitext-2/test.txt",
+            "WikiText-2 test split (Merity et al., 2016), 241,211 words in its tokenized form; "
+            "CC BY-SA 3.0",
         ),
         DataFile(
             "sms-spam",

@@ -8,12 +8,14 @@ these checks on every copy it hands out):
 - the **instruction data**: a JSON list of 1,100 Alpaca-style records, each a dict with string
   fields ``instruction``, ``input`` and ``output`` (:func:`check_instruction_data`).
 
-Every function here takes a local path; finding and verifying the file is :mod:`mygpt.files`'s job.
+Every function here takes a local path; finding and verifying the file is :mod:`mygpt.files`'s job,
+except :func:`wikitext_to_plain`, which turns WikiText's tokenized text back into plain text.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from .errors import DataError
@@ -87,3 +89,51 @@ def check_instruction_data(path: Path, label: str | None = None) -> None:
                 f"{name} record {index} is not a dict with string fields {INSTRUCTION_KEYS}: "
                 f"{str(record)[:80]}."
             )
+
+
+# WikiText joins hyphens and separators inside numbers and words with "@": "1 @,@ 000".
+_WIKITEXT_JOINED = re.compile(r" ?@([-,.])@ ?")
+# Its tokenizer puts a space before these; plain English has none.
+_SPACE_BEFORE = re.compile(r" ([,.;:!?%)\]]|'(?:s|t|re|ve|m|d|ll)\b)")
+_SPACE_AFTER = re.compile(r"([(\[$]) ")
+_QUOTED = re.compile(r'" ([^"]*?) "')
+_UNK = re.compile(r" ?<unk>")
+_EMPTY = re.compile(r' ?(?:\( \)|\(\)|"")')  # what is left of "( <unk> )" and "<unk>"
+_HEADING = re.compile(r"^(=(?: =)*) (.*?) (=(?: =)*)$")
+
+
+def wikitext_to_plain(text: str) -> str:
+    """WikiText's tokenized form -> plain text, the way GPT-2's tokenizer expects text to look.
+
+    WikiText (Merity et al., 2016) is stored word-tokenized: ``"1 @,@ 000 km ( 620 mi ) , the
+    company 's"``. Undone here, line by line: ``@-@``, ``@,@``, ``@.@`` join their neighbours
+    (``1,000``); no space before ``, . ; : ! ? % ) ]`` and contractions (``'s``), none after
+    ``( [ $``; ``" quoted "`` -> ``"quoted"``; headings ``= = Name = =`` -> ``== Name ==``;
+    surrounding spaces go and blank lines separate paragraphs.
+
+    ``<unk>`` (the rare words the dataset replaced, about one word in twenty) is *removed*: kept,
+    it would cost three GPT-2 tokens each time and a model trained on it would learn to write
+    ``<unk>`` in one word of twenty. Removing it leaves a gap in some sentences ("a species of
+    lobster" for "a species of <unk> lobster") but no token the model should learn.
+    """
+    paragraphs = []
+    for line in text.splitlines():
+        line = line.strip()
+        heading = _HEADING.match(line)
+        if heading:
+            marks, title, _ = heading.groups()
+            level = "=" * marks.count("=")
+            line = f"{level} {_detokenize(title)} {level}"
+        elif line:
+            line = _detokenize(line)
+        if line:
+            paragraphs.append(line)
+    return "\n\n".join(paragraphs) + "\n"
+
+
+def _detokenize(line: str) -> str:
+    line = _WIKITEXT_JOINED.sub(r"\1", line)
+    line = _QUOTED.sub(r'"\1"', line)  # quotes paired before <unk> goes, so no pair shifts
+    line = _EMPTY.sub("", _UNK.sub("", line)).strip()
+    line = _SPACE_BEFORE.sub(r"\1", line)
+    return _SPACE_AFTER.sub(r"\1", line)

@@ -24,7 +24,9 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 
+from .checkpoint import write_directory, write_json
 from .config import PRESET_ALIASES, PRESETS, GPTConfig
 from .errors import CheckpointError, ConfigError
 from .model import GPT
@@ -305,3 +307,68 @@ def _same(path: Path, name_a: str, name_b: str) -> bool:
     with _open(path) as f:
         a, b = f.get_tensor(name_a), f.get_tensor(name_b)
         return a.shape == b.shape and torch.equal(a, b)
+
+
+def hub_config(cfg: GPTConfig, dtype: torch.dtype = torch.float32) -> dict:
+    """``cfg`` as GPT-2's ``config.json`` (``transformers``' ``GPT2Config`` fields)."""
+    return {
+        "architectures": ["GPT2LMHeadModel"],
+        "model_type": "gpt2",
+        "vocab_size": cfg.vocab_size,
+        "n_positions": cfg.context_length,
+        "n_embd": cfg.n_embd,
+        "n_layer": cfg.n_layer,
+        "n_head": cfg.n_head,
+        "n_inner": None,
+        "activation_function": "gelu_new",
+        "layer_norm_epsilon": cfg.ln_eps,
+        "resid_pdrop": cfg.dropout,
+        "embd_pdrop": cfg.dropout,
+        "attn_pdrop": cfg.dropout,
+        "initializer_range": 0.02,
+        "scale_attn_weights": True,
+        "tie_word_embeddings": cfg.tie_weights,
+        "bos_token_id": 50256,
+        "eos_token_id": 50256,
+        "torch_dtype": str(dtype).removeprefix("torch."),
+    }
+
+
+def hub_tensors(model: GPT, dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
+    """``model``'s weights under GPT-2's Hub names, as ``save_pretrained`` writes them.
+
+    The inverse of loading: our names back to the Hub's (:data:`NAME_MAP`, with the
+    ``transformer.`` prefix), ``Conv1D`` weights transposed back to ``[in, out]``, a tied output
+    layer left out (it is the embedding).
+    """
+    tensors = {}
+    for ours, t in model.state_dict().items():
+        if ours == "lm_head.weight" and model.config.tie_weights:
+            continue
+        hub = _hub_name(ours)
+        block = _BLOCK.fullmatch(hub)
+        transpose = (f"h.{{i}}.{block.group(2)}" if block else hub) in CONV1D_WEIGHTS
+        t = t.detach().to("cpu", dtype)
+        prefix = "" if hub == "lm_head.weight" else "transformer."
+        tensors[prefix + hub] = (t.t() if transpose else t).contiguous()
+    return tensors
+
+
+def save_pretrained(model: GPT, directory: str | Path, dtype: torch.dtype = torch.float32) -> Path:
+    """Save ``model`` in GPT-2's Hub layout: ``config.json`` + ``model.safetensors``.
+
+    What ``transformers``' ``save_pretrained`` writes for a ``GPT2LMHeadModel``, so both
+    :func:`load_pretrained` and ``GPT2LMHeadModel.from_pretrained`` read it (and the Hub can host
+    it). ``dtype``: how the weights are stored (``torch.float16`` halves the file). The directory
+    is written whole (:func:`mygpt.checkpoint.write_directory`). GPT-2 has biases everywhere, so
+    a model built with ``bias=False`` has no such layout (:class:`CheckpointError`).
+    """
+    if not model.config.bias:
+        raise CheckpointError("GPT-2's Hub layout has biases; this model has none (bias=False).")
+    tensors = hub_tensors(model, dtype)
+
+    def fill(tmp: Path) -> None:
+        save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        write_json(hub_config(model.config, dtype), tmp / "config.json")
+
+    return write_directory(directory, fill)

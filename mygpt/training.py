@@ -79,6 +79,15 @@ def perplexity(loss: float) -> float:
     return math.exp(loss)
 
 
+def unigram_loss(train_ids: torch.Tensor, eval_ids: torch.Tensor, vocab_size: int) -> float:
+    """The loss (nats/token) of the best guess that ignores context: every token's frequency
+    in ``train_ids`` (add-one smoothed, so unseen tokens are not impossible), scored on
+    ``eval_ids``. A language model has learned something from context only below this."""
+    counts = torch.bincount(train_ids.flatten(), minlength=vocab_size).double() + 1.0
+    log_p = counts.log() - counts.sum().log()
+    return float(-log_p[eval_ids.flatten()].mean())
+
+
 def _unwrap(model: nn.Module) -> nn.Module:
     return getattr(model, "module", model)  # DistributedDataParallel keeps the model in .module
 
@@ -554,6 +563,7 @@ def train(
                     history.val_loss.append(val)
                     history.lr.append(lr)
                     run_sum, run_n = 0.0, 0
+                    bar.set_postfix(train=f"{history.train_loss[-1]:.3f}", val=f"{val:.3f}")
                     if log:
                         print(
                             f"step {step:5d} | tokens {tokens:9,d} | train loss "

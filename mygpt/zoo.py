@@ -24,20 +24,25 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import platform
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from .checkpoint import load_model, write_directory, write_json, write_model_files
+from .checkpoint import directory_kind, load_model, write_directory, write_json, write_model_files
 from .config import GPTConfig
-from .data import create_dataloader, train_val_split
-from .device import dtype_named
+from .corpus import source_files, source_split
+from .data import create_dataloader
+from .device import dtype_named, get_device, reuse_freed_memory
 from .errors import CheckpointError, ConfigError
-from .files import REGISTRY, read_text
+from .files import sha256_of
 from .model import GPT
 from .paths import cache_dir
-from .training import History, TrainConfig, train
+from .pretrained import load_pretrained, save_pretrained
+from .training import History, TrainConfig, evaluate, latest_checkpoint, train, unigram_loss
 
 #: Bump when the training procedure changes in a way the recipe does not capture (e.g. how the
 #: data are split), so that every cached model is retrained.
@@ -45,6 +50,12 @@ PROCEDURE_VERSION = 1
 
 HISTORY_NAME = "history.json"
 RECIPE_NAME = "recipe.json"
+HELD_OUT_NAME = "held_out.json"  # the final loss on each source's whole held-out part
+BUILD_NAME = "build.json"  # where and how fast it was trained, one entry per session
+
+#: SHA-256 of each shipped ``model.safetensors`` that is checked on load (a damaged or
+#: hand-edited copy is refused). ``python -m mygpt zoo ship NAME`` prints the line to put here.
+SHIPPED_SHA256: dict[str, str] = {}
 
 
 @dataclass(frozen=True)
@@ -54,48 +65,70 @@ class Recipe:
     Attributes:
         model: the architecture.
         train: optimizer, schedule and length of training (``max_steps``).
-        data: a :data:`mygpt.files.REGISTRY` text file to train on.
-        train_frac: the first ``train_frac`` of the text (by characters) is training data, the rest
-            validation data (see :func:`mygpt.train_val_split`).
+        data: a text source of :data:`mygpt.corpus.SOURCES` to train on, or a tuple of several
+            (their training parts are joined, and so are their held-out parts).
+        train_frac: the first ``train_frac`` of each source (by characters) is training data,
+            the rest held out for validation (see :func:`mygpt.corpus.source_split`).
         batch_size: windows per training batch; each window is ``model.context_length`` tokens.
+        stride: tokens between the starts of consecutive training windows (``None``: the
+            context length, no overlap). A smaller stride gives more distinct windows per pass,
+            which matters when training runs over the text many times.
         seed: seeds the weight initialisation and dropout (``train.seed`` seeds the data order).
         threads: CPU threads to train with. PyTorch splits sums (matrix products, softmax) among
             its threads, so the last bits of the results depend on their number; fixing it makes
             the weights the same on a 2-core laptop and a 64-core server (measured here: 1 and 2
             threads end 0.015 apart in validation loss).
         description: one line for humans; not part of the cache key.
+        shipped_layout: how :func:`ship` writes the model into the package: ``"mygpt"``
+            (:func:`mygpt.save_model`) or ``"hub"`` (GPT-2's Hugging Face layout,
+            :func:`mygpt.pretrained.save_pretrained`). Not part of the cache key.
     """
 
     model: GPTConfig
     train: TrainConfig
-    data: str = "tinyshakespeare"
+    data: str | tuple[str, ...] = "tinyshakespeare"
     train_frac: float = 0.9
     batch_size: int = 8
     seed: int = 123
     threads: int = 2
     dtype: str = "float64"
+    stride: int | None = None
     description: str = field(default="", compare=False)
+    shipped_layout: str = field(default="mygpt", compare=False)
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        return (self.data,) if isinstance(self.data, str) else tuple(self.data)
 
     def spec(self) -> dict:
-        """The recipe as plain JSON-able data: what the cache key hashes and ``recipe.json`` holds."""
-        if self.data not in REGISTRY:
-            raise ConfigError(
-                f"Recipe data {self.data!r} is not a registered data file; "
-                f"known: {', '.join(sorted(REGISTRY))}."
-            )
+        """The recipe as plain JSON-able data: what the cache key hashes and ``recipe.json`` holds.
+
+        Fields added after the first models were shipped (several sources, ``stride``) enter
+        only when set, so the keys of the recipes that do not use them stay what they were.
+        """
+        for source in self.sources:
+            source_files(source)  # a ConfigError for an unknown source
         dtype_named(self.dtype)  # a ConfigError for an unknown type
-        return {
+        if isinstance(self.data, str):  # one source of one file: its hash, as first written
+            (sha,) = source_files(self.data).values()
+            data = {"data": self.data, "data_sha256": sha}
+        else:  # another text means another model
+            files = {f: h for source in self.sources for f, h in source_files(source).items()}
+            data = {"data": list(self.sources), "data_sha256": files}
+        spec = {
             "procedure": PROCEDURE_VERSION,
             "model": self.model.to_dict(),
             "train": dataclasses.asdict(self.train),
-            "data": self.data,
-            "data_sha256": REGISTRY[self.data].sha256,  # another text means another model
+            **data,
             "train_frac": self.train_frac,
             "batch_size": self.batch_size,
             "seed": self.seed,
             "threads": self.threads,
             "dtype": self.dtype,
         }
+        if self.stride is not None:
+            spec["stride"] = self.stride
+        return spec
 
     def key(self) -> str:
         """A short hash of :meth:`spec`: equal recipes share a key, any change gives a new one."""
@@ -134,6 +167,38 @@ ZOO: dict[str, Recipe] = {
         seed=123,
         description="4 blocks x 128 wide, GPT-2 vocabulary, trained on Tiny Shakespeare",
     ),
+    "book": Recipe(
+        # Shape chosen by bench/book_model_sweep.py (lowest held-out loss at fixed compute).
+        model=GPTConfig(
+            vocab_size=50257, context_length=256, n_embd=256, n_layer=4, n_head=4, dropout=0.1
+        ),
+        # Several passes over the text (about 0.8M training tokens): dropout, and windows that
+        # start every 128 tokens so that each pass cuts the text differently.
+        # 2,600 steps of 8 x 256 tokens: 5.3M tokens, about 7.5 passes over the training text.
+        # Every evaluation reads all of the held-out text of both sources (80k tokens).
+        train=TrainConfig(
+            max_steps=2600,
+            lr=2e-3,
+            min_lr=1e-4,
+            warmup_steps=100,
+            weight_decay=0.1,
+            grad_clip=1.0,
+            eval_every=200,
+            eval_batches=None,
+            checkpoint_every=100,
+            seed=123,
+            log=True,
+        ),
+        data=("tinyshakespeare", "wikitext2"),
+        train_frac=0.9,
+        batch_size=8,
+        seed=123,
+        threads=2,
+        dtype="float32",
+        stride=128,
+        description="4 blocks x 256 wide, GPT-2 vocabulary, Shakespeare + WikiText-2",
+        shipped_layout="hub",
+    ),
 }
 
 
@@ -148,41 +213,76 @@ def model_dir(name: str = "shakespeare-small") -> Path:
     return cache_dir() / "models" / f"{name}-{_recipe(name).key()}"
 
 
-def train_recipe(recipe: Recipe) -> tuple[GPT, History]:
-    """Train ``recipe`` from scratch on the CPU and return the model (eval mode) and its history.
+def recipe_loaders(recipe: Recipe):
+    """``(train_loader, val_loader)`` of ``recipe``: shuffled training windows (seeded by
+    ``recipe.train.seed``), and the held-out windows of every source in a fixed order, so that
+    "the first ``eval_batches`` batches" is always the same text."""
+    splits = [source_split(source, recipe.train_frac) for source in recipe.sources]
+    train_text = "\n\n".join(train for train, _ in splits)
+    val_text = "\n\n".join(val for _, val in splits)
+    T, B = recipe.model.context_length, recipe.batch_size
+    train_loader = create_dataloader(train_text, B, T, stride=recipe.stride, seed=recipe.train.seed)
+    val_loader = create_dataloader(val_text, B, T, shuffle=False, drop_last=False)
+    return train_loader, val_loader
 
-    Deterministic: the same recipe gives bit-identical weights on every run (on CPUs with the same
-    instruction set). The caller's global random state and thread count are restored afterwards,
-    so calling this does not change what later code draws or how it runs.
+
+def train_recipe(
+    recipe: Recipe, device=None, checkpoint_dir: Path | None = None
+) -> tuple[GPT, History]:
+    """Train ``recipe`` from scratch and return the model (eval mode) and its history.
+
+    On the CPU (the default) deterministic: the same recipe gives bit-identical weights on every
+    run (on CPUs with the same instruction set). With ``checkpoint_dir``, a checkpoint is saved
+    every ``recipe.train.checkpoint_every`` steps and an interrupted run continues from the last
+    one. The caller's global random state and thread count are restored afterwards, so calling
+    this does not change what later code draws or how it runs.
     """
-    text = read_text(recipe.data)
-    train_text, val_text = train_val_split(text, recipe.train_frac)
-    T = recipe.model.context_length
-    train_loader = create_dataloader(train_text, recipe.batch_size, T, seed=recipe.train.seed)
-    # Validation in a fixed order, so "the first eval_batches batches" is always the same text.
-    val_loader = create_dataloader(val_text, recipe.batch_size, T, shuffle=False, drop_last=False)
+    train_loader, val_loader = recipe_loaders(recipe)
+    device = torch.device(device or "cpu")
     threads = torch.get_num_threads()
     torch.set_num_threads(recipe.threads)
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(recipe.seed)
-            model = GPT(recipe.model).to(dtype_named(recipe.dtype))
+            model = GPT(recipe.model).to(device, dtype_named(recipe.dtype))
             history = train(
-                model, train_loader, val_loader, cfg=recipe.train, device=torch.device("cpu")
+                model,
+                train_loader,
+                val_loader,
+                cfg=recipe.train,
+                device=device,
+                checkpoint_dir=checkpoint_dir,
+                resume=checkpoint_dir is not None,
             )
     finally:
         torch.set_num_threads(threads)
     return model.eval(), history
 
 
-def _save(directory: Path, model: GPT, history: History, recipe: Recipe) -> None:
-    """Write the model, its history and recipe as ``directory``, whole (see
-    :func:`mygpt.checkpoint.write_directory`): a crash never leaves a half-written model."""
+def _save(
+    directory: Path,
+    model: GPT,
+    history: History,
+    recipe: Recipe,
+    extra: dict[str, dict] | None = None,
+    layout: str = "mygpt",
+) -> None:
+    """Write the model, its history and recipe (and ``extra`` JSON files, by name) as
+    ``directory``, whole (see :func:`mygpt.checkpoint.write_directory`): a crash never leaves a
+    half-written model. ``layout="hub"`` writes GPT-2's Hub layout in float16."""
 
     def fill(tmp: Path) -> None:
-        write_model_files(model, tmp)
+        if layout == "hub":
+            hub = save_pretrained(model, tmp / "hub", dtype=torch.float16)
+            for f in hub.iterdir():
+                f.rename(tmp / f.name)
+            hub.rmdir()
+        else:
+            write_model_files(model, tmp)
         write_json(dataclasses.asdict(history), tmp / HISTORY_NAME)
         write_json(dict(recipe.spec(), description=recipe.description), tmp / RECIPE_NAME)
+        for file_name, data in (extra or {}).items():
+            write_json(data, tmp / file_name)
 
     write_directory(directory, fill)
 
@@ -207,7 +307,18 @@ def shipped_dir(name: str) -> Path | None:
         return None
     spec.pop("description", None)
     expected = json.loads(json.dumps(_recipe(name).spec()))  # as JSON holds it (tuples: lists)
-    return directory if spec == expected else None
+    if spec != expected:
+        return None
+    if (
+        name in SHIPPED_SHA256
+        and sha256_of(directory / "model.safetensors") != SHIPPED_SHA256[name]
+    ):
+        raise CheckpointError(
+            f"The shipped model {directory / 'model.safetensors'} does not have the SHA-256 the "
+            f"package expects (damaged or edited copy); reinstall mygpt, or rebuild it with "
+            f"python -m mygpt zoo build {name}."
+        )
+    return directory
 
 
 def _ensure(name: str) -> Path:
@@ -217,21 +328,112 @@ def _ensure(name: str) -> Path:
         return shipped
     directory = model_dir(name)
     if not (directory / HISTORY_NAME).is_file():
+        if _recipe(name).train.checkpoint_every:  # hours of training: only when asked for
+            raise CheckpointError(
+                f"The model {name!r} is neither shipped for its current recipe nor built; "
+                f"build it with: python -m mygpt zoo build {name}"
+            )
         model, history = train_recipe(_recipe(name))
         _save(directory, model, history, _recipe(name))
     return directory
 
 
+def held_out_losses(model: GPT, recipe: Recipe) -> dict[str, dict]:
+    """The model's mean next-token loss (nats/token) on the whole held-out part of each source,
+    beside two baselines that ignore context: the unigram loss (token frequencies of the training
+    text) and a uniform guess over the vocabulary."""
+    model_loss, unigram = {}, {}
+    train_ids = torch.cat([loader.dataset.ids for loader in recipe_loaders(recipe)[:1]])
+    for source in recipe.sources:
+        _, val_loader = recipe_loaders(dataclasses.replace(recipe, data=(source,)))
+        model_loss[source] = evaluate(model, val_loader)
+        unigram[source] = unigram_loss(train_ids, val_loader.dataset.ids, recipe.model.vocab_size)
+    return {
+        "model": model_loss,
+        "unigram": unigram,
+        "uniform": math.log(recipe.model.vocab_size),
+    }
+
+
+def build(name: str, device=None) -> Path:
+    """Train the model ``name`` by its recipe into the cache, resuming an interrupted build.
+
+    For the long recipes (the book's model: about two hours on two CPU cores): a checkpoint
+    every ``train.checkpoint_every`` steps in ``<cache>/models/<name>-<key>.run/``, so stopping
+    (Ctrl-C) and running the same command again continues exactly where it stopped. ``device``:
+    default the best available (:func:`mygpt.get_device`; on CUDA with bfloat16 autocast).
+    At the end the whole held-out part of each source is evaluated, and the model is saved with
+    its history, held-out losses and a log of the sessions that trained it (device, time,
+    tokens/s). Returns the model's directory.
+    """
+    recipe, directory = _recipe(name), model_dir(name)
+    if (directory / HISTORY_NAME).is_file():
+        return directory
+    run_dir = directory.parent / f"{directory.name}.run"
+    device = torch.device(device) if device is not None else get_device()
+    reuse_freed_memory()
+    sessions_file = run_dir / BUILD_NAME
+    sessions = json.loads(sessions_file.read_text()) if sessions_file.is_file() else []
+    last = latest_checkpoint(run_dir) if run_dir.is_dir() else None
+    start_step = int(last.name.split("-")[1]) if last is not None else 0
+    print(f"building {name} ({recipe.description}) on {device}: {run_dir}", flush=True)
+    t0 = time.perf_counter()
+    model, history = train_recipe(recipe, device=device, checkpoint_dir=run_dir)
+    seconds = time.perf_counter() - t0
+    sessions.append({
+        "device": str(device),
+        "machine": torch.cuda.get_device_name(device) if device.type == "cuda"
+        else platform.processor() or platform.machine(),
+        "threads": recipe.threads if device.type == "cpu" else None,
+        "torch": torch.__version__,
+        "steps": [start_step, history.step[-1]],
+        "seconds": round(seconds, 1),
+        "tokens_per_s": round(
+            (history.step[-1] - start_step) * recipe.batch_size * recipe.model.context_length
+            / seconds, 1
+        ),
+    })  # fmt: skip
+    write_json({"sessions": sessions}, sessions_file)
+    print("evaluating the held-out text of each source...", flush=True)
+    model = model.to("cpu", torch.float32)
+    held_out = held_out_losses(model, recipe)
+    print(
+        "held-out loss (nats/token): "
+        + ", ".join(f"{k} {v:.3f}" for k, v in held_out["model"].items())
+        + " (unigram: "
+        + ", ".join(f"{k} {v:.3f}" for k, v in held_out["unigram"].items())
+        + ")"
+    )
+    _save(directory, model, history, recipe,
+          {HELD_OUT_NAME: held_out, BUILD_NAME: {"sessions": sessions}})  # fmt: skip
+    return directory
+
+
 def ship(name: str = "shakespeare-small") -> Path:
     """Write the model ``name`` (from the cache, trained first if missing) into the package,
-    in float16: ``mygpt/models/<name>/``. Run by hand (``python -m mygpt.zoo ship NAME``) after
-    a recipe changes; the result is committed with the package."""
-    directory = model_dir(name)
+    in float16: ``mygpt/models/<name>/``, in the recipe's ``shipped_layout``. Run by hand
+    (``python -m mygpt zoo ship NAME``) after a recipe changes; the result is committed with
+    the package, and the printed SHA-256 goes into :data:`SHIPPED_SHA256`."""
+    recipe, directory = _recipe(name), model_dir(name)
     if not (directory / HISTORY_NAME).is_file():
-        directory = _ensure(name)
-    model = load_model(directory).half()
-    _save(SHIPPED_DIR / name, model, _read_history(directory), _recipe(name))
-    return SHIPPED_DIR / name
+        directory = build(name) if recipe.train.checkpoint_every else _ensure(name)
+    model = _load_dir(directory).half()
+    extra = {
+        f: json.loads((directory / f).read_text())
+        for f in (HELD_OUT_NAME, BUILD_NAME)
+        if (directory / f).is_file()
+    }
+    target = SHIPPED_DIR / name
+    _save(target, model, _read_history(directory), recipe, extra, layout=recipe.shipped_layout)
+    print(f'SHIPPED_SHA256["{name}"] = "{sha256_of(target / "model.safetensors")}"')
+    return target
+
+
+def _load_dir(directory: Path, device=None) -> GPT:
+    """A model directory of either layout: ours (:func:`mygpt.save_model`) or GPT-2's Hub one."""
+    if directory_kind(directory) == "hub":
+        return load_pretrained(directory, device=device)
+    return load_model(directory, device=device)
 
 
 def _read_history(directory: Path) -> History:
@@ -256,14 +458,14 @@ def small_pretrained(name: str = "shakespeare-small", device=None, verbose: bool
     directory = _ensure(name)
     with torch.random.fork_rng(devices=[]):  # building a GPT draws its (discarded) initial weights
         try:
-            model = load_model(directory, device=device)
+            model = _load_dir(directory, device=device)
         except CheckpointError as e:
             raise CheckpointError(f"{e} Delete {directory} to train the model again.") from e
     if verbose:
         history = _read_history(directory)
         print(
             f"{name}: {model.num_parameters() / 1e6:.1f}M parameters, trained on "
-            f"{history.tokens[-1]:,} tokens of {_recipe(name).data}, "
+            f"{history.tokens[-1]:,} tokens of {' + '.join(_recipe(name).sources)}, "
             f"validation loss {history.val_loss[-1]:.3f}"
         )
     return model.eval()
@@ -279,9 +481,8 @@ def pretrained_recipe(name: str = "shakespeare-small") -> Recipe:
     return _recipe(name)
 
 
-if __name__ == "__main__":  # python -m mygpt.zoo ship [NAME]
-    import sys
-
-    if len(sys.argv) < 2 or sys.argv[1] != "ship":
-        sys.exit("usage: python -m mygpt.zoo ship [NAME]   (NAME: " + ", ".join(ZOO) + ")")
-    print(ship(*sys.argv[2:3]))
+def book_model(device=None, verbose: bool = True) -> GPT:
+    """The book's own pretrained model (:data:`ZOO` ``"book"``): GPT-2's architecture and
+    tokenizer, 4 blocks x 256 wide, trained for hours on Shakespeare and WikiText-2 and shipped
+    with the package in GPT-2's Hub layout (``mygpt/models/book/``, SHA-256 checked)."""
+    return small_pretrained("book", device=device, verbose=verbose)

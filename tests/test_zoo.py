@@ -50,9 +50,9 @@ def tiny_zoo(private_data, monkeypatch):
     trained = []
     real_train_recipe = zoo.train_recipe
 
-    def recording_train_recipe(recipe):
+    def recording_train_recipe(recipe, **kwargs):
         trained.append(recipe)
-        return real_train_recipe(recipe)
+        return real_train_recipe(recipe, **kwargs)
 
     monkeypatch.setattr(zoo, "train_recipe", recording_train_recipe)
     return trained
