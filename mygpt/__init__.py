@@ -73,7 +73,7 @@ from .training import (
     perplexity,
     train,
 )
-from .zoo import pretrained_history, small_pretrained
+from .zoo import book_model, pretrained_history, small_pretrained
 
 __version__ = "0.1.0"
 
@@ -141,6 +141,7 @@ __all__ = [
     "save_classifier",
     "load_classifier",
     "small_pretrained",
+    "book_model",
     "pretrained_history",
     "instruct",
     "agent",

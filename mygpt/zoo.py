@@ -38,7 +38,7 @@ from .corpus import source_files, source_split
 from .data import create_dataloader
 from .device import dtype_named, get_device, reuse_freed_memory
 from .errors import CheckpointError, ConfigError
-from .files import sha256_of
+from .files import REGISTRY, sha256_of
 from .model import GPT
 from .paths import cache_dir
 from .pretrained import load_pretrained, save_pretrained
@@ -174,10 +174,10 @@ ZOO: dict[str, Recipe] = {
         ),
         # Several passes over the text (about 0.8M training tokens): dropout, and windows that
         # start every 128 tokens so that each pass cuts the text differently.
-        # 2,600 steps of 8 x 256 tokens: 5.3M tokens, about 7.5 passes over the training text.
+        # 2,200 steps of 8 x 256 tokens: 4.5M tokens, about 6.4 passes over the training text.
         # Every evaluation reads all of the held-out text of both sources (80k tokens).
         train=TrainConfig(
-            max_steps=2600,
+            max_steps=2200,
             lr=2e-3,
             min_lr=1e-4,
             warmup_steps=100,
@@ -425,8 +425,97 @@ def ship(name: str = "shakespeare-small") -> Path:
     }
     target = SHIPPED_DIR / name
     _save(target, model, _read_history(directory), recipe, extra, layout=recipe.shipped_layout)
+    if HELD_OUT_NAME in extra and BUILD_NAME in extra:  # a built model: write its model card
+        (target / "README.md").write_text(model_card(name, target), encoding="utf-8")
     print(f'SHIPPED_SHA256["{name}"] = "{sha256_of(target / "model.safetensors")}"')
     return target
+
+
+def model_card(name: str, directory: Path) -> str:
+    """The model card (``README.md``) of the model ``name`` saved in ``directory``: what it is,
+    its data and licences, how it was trained and how long, its held-out losses beside the
+    baselines, the file's SHA-256, and how to rebuild it. Every number comes from the files."""
+    recipe = _recipe(name)
+    config = json.loads((directory / "config.json").read_text())
+    history = _read_history(directory)
+    held = json.loads((directory / HELD_OUT_NAME).read_text())
+    sessions = json.loads((directory / BUILD_NAME).read_text())["sessions"]
+    hours = sum(s["seconds"] for s in sessions) / 3600
+    m, t = recipe.model, recipe.train
+    params = m.num_parameters()
+    data_rows = []
+    for source in recipe.sources:
+        files = ", ".join(
+            f"{REGISTRY[f].description} (sha256 `{REGISTRY[f].sha256[:12]}…`)"
+            for f in source_files(source)
+        )
+        data_rows.append(f"- **{source}**: {files}")
+    loss_rows = "\n".join(
+        f"| {source} | {held['model'][source]:.3f} | {math.exp(held['model'][source]):,.0f} | "
+        f"{held['unigram'][source]:.3f} | {held['uniform']:.3f} |"
+        for source in recipe.sources
+    )
+    where = "; ".join(
+        f"{s['device']} ({s['machine']}, torch {s['torch']}): steps {s['steps'][0]}–"
+        f"{s['steps'][1]} in {s['seconds'] / 60:.0f} min, {s['tokens_per_s']:,.0f} tokens/s"
+        for s in sessions
+    )
+    sha = sha256_of(directory / "model.safetensors")
+    return f"""# {name}: {recipe.description} (model card)
+
+The book's own pretrained model: GPT-2's architecture and tokenizer, small enough to train on a
+laptop CPU in a couple of hours, trained by the package's own recipe
+(`mygpt.zoo.ZOO["{name}"]`, also in `recipe.json`) and shipped with it, so that every chapter
+after pretraining starts from a model that has learned some English. Load it with
+`mygpt.book_model()`, or as any GPT-2 checkpoint: `mygpt.load_pretrained(path)` or
+`transformers.GPT2LMHeadModel.from_pretrained(path)`.
+
+| | |
+|---|---|
+| Architecture | GPT-2 (pre-LayerNorm blocks, tanh GELU, learned positions, tied embeddings): {m.n_layer} blocks, {m.n_embd} wide, {m.n_head} heads, context {m.context_length}; GPT-2's BPE tokenizer and {m.vocab_size:,}-token vocabulary; {params / 1e6:.1f}M parameters ({m.vocab_size * m.n_embd / 1e6:.1f}M of them the token embeddings) |
+| Training | {t.max_steps:,} steps of {recipe.batch_size} windows of {m.context_length} tokens (windows start every {recipe.stride or m.context_length} tokens): {history.tokens[-1]:,} tokens; AdamW, lr {t.lr:g} warmed up over {t.warmup_steps} steps then cosine to {t.lr / 10 if t.min_lr is None else t.min_lr:g}, weight decay {t.weight_decay}, clipping at {t.grad_clip}, dropout {m.dropout}; seed {recipe.seed}, {recipe.dtype} |
+| Compute | {hours:.1f} hours: {where} |
+| Stored as | GPT-2's Hugging Face layout: `config.json`, `model.safetensors` in {config["torch_dtype"]}; `history.json` (the losses during training), `held_out.json`, `build.json` |
+| File sha256 | `{sha}` (`model.safetensors`; `mygpt.zoo.SHIPPED_SHA256` checks it on load) |
+
+## Data
+
+Each source is split on its own: the first {recipe.train_frac:.0%} of its text (by characters) for
+training, the rest held out.
+
+{chr(10).join(data_rows)}
+
+WikiText-2 is stored word-tokenized; `mygpt.formats.wikitext_to_plain` turns it back into plain
+text, and removes `<unk>`, the placeholder for rare words (its docstring says why). Tiny
+Shakespeare is public domain; WikiText-2 is Wikipedia text under CC BY-SA 3.0, so these weights,
+derived from it, are shared under the same licence.
+
+## Held-out loss (nats per token)
+
+| text | this model | perplexity | unigram baseline | uniform guess |
+|---|---|---|---|---|
+{loss_rows}
+
+The unigram baseline predicts every token by its frequency in the training text, ignoring the
+context; a uniform guess is ln {m.vocab_size:,}. Everything below the unigram column is what the
+model learned from context.
+
+## Rebuild
+
+`python -m mygpt zoo build {name}` trains the recipe into the cache (checkpoints every
+{t.checkpoint_every} steps; run it again to resume after an interruption; a GPU is used when
+present), then `python -m mygpt zoo ship {name}` writes this directory and prints the SHA-256 for
+`mygpt.zoo.SHIPPED_SHA256`. Training this long is chaotic: on another processor the same recipe
+lands within a few hundredths of the losses above, not on the same weights. The shipped weights
+are the artifact the book's outputs depend on.
+
+## Limits
+
+A teaching model of {params / 1e6:.0f}M parameters trained on about two million words: it writes
+text with the look of its two sources (dialogue in verse, encyclopaedic prose with dates and
+numbers) but knows few facts and loses the thread within a sentence or two. It never saw
+`<|endoftext|>`, so it does not stop by itself.
+"""
 
 
 def _load_dir(directory: Path, device=None) -> GPT:
