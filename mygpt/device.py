@@ -6,11 +6,9 @@ offers the one-call setup that every chapter's first cell makes.
 
 from __future__ import annotations
 
-import ctypes
 import inspect
 import os
 import random
-import sys
 
 import torch
 
@@ -65,31 +63,6 @@ def at_least_float32(x: torch.Tensor) -> torch.Tensor:
     return x if x.dtype in (torch.float32, torch.float64) else x.float()
 
 
-_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
-
-
-def reuse_freed_memory() -> bool:
-    """Let this process keep the large blocks it frees for reuse (Linux, glibc); returns whether
-    it did.
-
-    Training on a CPU allocates and frees the same large buffers every step (the logits of a
-    GPT-2-vocabulary model: batch x context x 50,257 floats, 400 MB for 8 x 256 tokens). By
-    default glibc gives every block above a threshold its own mapping from the operating system
-    and hands it back when freed, so the next step pays to map and zero it again: measured on a
-    2-core machine, a fifth of a training step went to the kernel. Raising that threshold puts
-    such blocks in the ordinary heap, where freed memory is reused (measured: 722 -> about 1,000
-    tokens/s for a 4 x 256 model). glibc's separate trim threshold is left alone: raised as
-    well, the heap grew without bound in a long run. Numbers are unchanged (the same arithmetic
-    on other addresses).
-    """
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        return bool(ctypes.CDLL("libc.so.6").mallopt(_M_MMAP_THRESHOLD, 1 << 30))
-    except (OSError, AttributeError):  # not glibc (e.g. musl): nothing to do
-        return False
-
-
 def setup_notebook(seed: int = 123) -> torch.device:
     """The common setup of every chapter: seeds, plot style, quiet progress bars; returns the device.
 
@@ -97,7 +70,6 @@ def setup_notebook(seed: int = 123) -> torch.device:
     matplotlib (when installed) gets a consistent, readable style.
     """
     seed_everything(seed)
-    reuse_freed_memory()  # faster CPU training steps; no number changes
     try:
         import matplotlib
 

@@ -234,11 +234,3 @@ def test_the_command_line_builds_and_ships_by_name():
         "mygpt zoo: error: Unknown small model 'nope'. Known names: book, shakespeare-small.\n"
     )
 
-
-def test_freed_memory_is_kept_for_reuse_on_linux():
-    import platform
-
-    from mygpt.device import reuse_freed_memory
-
-    expected = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
-    assert reuse_freed_memory() is expected
