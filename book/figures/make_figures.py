@@ -1,0 +1,285 @@
+"""Draw the book's concept figures as SVG files beside this script.
+
+One style for all (the chapter map's): light boxes with a dark outline on a white card, so that
+each figure reads the same in the site's light and dark themes. Run ``python make_figures.py``
+after changing a figure; the SVG files are committed. (kv-cache.svg, training-loop.svg and
+chapter-map.svg are written by hand in the same style.)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+HERE = Path(__file__).resolve().parent
+
+STYLE = """
+    <marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7"
+            orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" fill="#555"/></marker>
+    <style>
+      .bg { fill: #ffffff; stroke: #d0d7de; stroke-width: 1; }
+      .box { fill: #eef4fb; stroke: #2b6cb0; stroke-width: 1.5; }
+      .warm { fill: #fdf2e9; stroke: #c05621; stroke-width: 1.5; }
+      .grey { fill: #f3f3f3; stroke: #999999; stroke-width: 1.2; }
+      .dark { fill: #2b6cb0; stroke: #2b6cb0; stroke-width: 1; }
+      .title { font-size: 13px; font-weight: bold; fill: #1a202c; }
+      .what { font-size: 11.5px; fill: #2d3748; }
+      .white { font-size: 11.5px; fill: #ffffff; }
+      .code { font-size: 11px; fill: #2b6cb0; font-family: DejaVu Sans Mono, monospace; }
+      .edge { stroke: #555; stroke-width: 1.5; fill: none; marker-end: url(#arrow); }
+      .dash { stroke: #c05621; stroke-width: 1.5; fill: none; stroke-dasharray: 5 3;
+              marker-end: url(#arrow); }
+    </style>"""
+
+
+class Figure:
+    def __init__(self, width: int, height: int, title: str, desc: str) -> None:
+        self.w, self.h, self.parts = width, height, []
+        self.head = (
+            f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+            f'viewBox="0 0 {width} {height}" '
+            f'font-family="DejaVu Sans, Helvetica, Arial, sans-serif">\n'
+            f"  <title>{escape(title)}</title>\n  <desc>{escape(desc)}</desc>\n"
+            f"  <defs>{STYLE}\n  </defs>\n"
+            f'  <rect class="bg" x="0.5" y="0.5" width="{width - 1}" height="{height - 1}" '
+            f'rx="10"/>'
+        )
+
+    def box(self, x, y, w, h, title=None, lines=(), cls="box", code=()):
+        self.parts.append(f'<rect class="{cls}" x="{x}" y="{y}" width="{w}" height="{h}" rx="8"/>')
+        ty = y + 20
+        if title:
+            self.text(x + 10, ty, title, "title")
+            ty += 19
+        for line in lines:
+            self.text(x + 10, ty, line, "what")
+            ty += 16
+        for line in code:
+            self.text(x + 10, ty, line, "code")
+            ty += 16
+
+    def cell(self, x, y, w, h, label="", cls="box", text_cls="what"):
+        self.parts.append(f'<rect class="{cls}" x="{x}" y="{y}" width="{w}" height="{h}" rx="3"/>')
+        if label:
+            self.parts.append(
+                f'<text class="{text_cls}" x="{x + w / 2}" y="{y + h / 2 + 4}" '
+                f'text-anchor="middle">{escape(label)}</text>'
+            )
+
+    def text(self, x, y, s, cls="what", anchor="start"):
+        self.parts.append(
+            f'<text class="{cls}" x="{x}" y="{y}" text-anchor="{anchor}">{escape(s)}</text>'
+        )
+
+    def arrow(self, *points, cls="edge"):
+        d = "M " + " L ".join(f"{x} {y}" for x, y in points)
+        self.parts.append(f'<path class="{cls}" d="{d}"/>')
+
+    def save(self, name: str) -> None:
+        body = "\n".join("  " + p for p in self.parts)
+        (HERE / name).write_text(self.head + "\n" + body + "\n</svg>\n", encoding="utf-8")
+
+
+def tokenization() -> None:
+    f = Figure(
+        860, 200, "From text to vectors",
+        "Text is split into pieces, each piece becomes bytes, byte-level BPE merges them into "
+        "tokens, each token is an id in a vocabulary of 50,257, and the model looks up a "
+        "learned vector for each id and adds the vector of its position.",
+    )  # fmt: skip
+    steps = [
+        ("text", ["' Every effort'"]),
+        ("pre-tokenize", ["' Every'", "' effort'", "(spaces kept)"]),
+        ("bytes", ["UTF-8, per piece:", "32 69 118 101", "114 121 | 32 ..."]),
+        ("BPE merges", ["merge byte pairs", "by learned rank"]),
+        ("token ids", ["[3887, 3626]", "(of 50,257)"]),
+        ("embeddings", ["token vector", "+ position vector"]),
+    ]
+    x = 15
+    for i, (title, lines) in enumerate(steps):
+        f.box(x, 40, 128, 100, title, lines, cls="warm" if i == 0 else "box")
+        if i:
+            f.arrow((x - 12, 90), (x - 2, 90))
+        x += 140
+    f.text(15, 175, "mygpt.encode does the first four steps with GPT-2's own merges (chapter 1); "
+           "the model's first layer does the last.")  # fmt: skip
+    f.save("tokenization.svg")
+
+
+def attention() -> None:
+    f = Figure(
+        860, 290, "Causal self-attention as a weighted sum",
+        "Each position's query is compared with the keys of itself and the positions before "
+        "it; the softmax of the scaled scores gives weights that sum to 1; the output is the "
+        "weighted sum of those positions' values. Later positions are masked out.",
+    )  # fmt: skip
+    tokens = ["Every", "effort", "moves", "you"]
+    weights = [[1.0], [0.35, 0.65], [0.2, 0.3, 0.5], [0.1, 0.2, 0.3, 0.4]]
+    ox, oy, s = 120, 60, 46
+    f.text(ox - 10, oy - 24, "weights softmax(q·k / √d) of each query (row) over the keys "
+           "(illustrative numbers)", "title")  # fmt: skip
+    for j, t in enumerate(tokens):
+        f.text(ox + j * s + s / 2 - 4, oy - 6, t, "what", anchor="middle")
+    for i, t in enumerate(tokens):
+        f.text(ox - 12, oy + i * s + s / 2 + 2, t, "what", anchor="end")
+        for j in range(4):
+            if j <= i:
+                w = weights[i][j]
+                shade = int(235 - 170 * w)
+                f.parts.append(
+                    f'<rect x="{ox + j * s}" y="{oy + i * s}" width="{s - 4}" height="{s - 4}" '
+                    f'rx="3" fill="rgb({shade},{shade + 12},{min(255, shade + 40)})" '
+                    f'stroke="#2b6cb0" stroke-width="0.8"/>'
+                )
+                f.text(ox + j * s + s / 2 - 2, oy + i * s + s / 2 + 2, f"{w:.2f}",
+                       "white" if w > 0.45 else "what", anchor="middle")  # fmt: skip
+            else:
+                f.cell(ox + j * s, oy + i * s, s - 4, s - 4, "–", "grey", "what")
+    f.text(ox, oy + 4 * s + 22, "each row sums to 1; – : masked, after the query", "what")
+    bx = 440
+    f.box(bx, 60, 400, 80, "the output of 'moves' (row 3)",
+          ["0.20 · v(Every) + 0.30 · v(effort) + 0.50 · v(moves)",
+           "a mix of the values it attends to"])  # fmt: skip
+    f.box(bx, 160, 400, 80, "queries, keys and values",
+          ["q, k, v = x W_q, x W_k, x W_v at every position;",
+           "h heads do this in parallel on slices of width d / h"])  # fmt: skip
+    f.arrow((ox + 4 * s + 10, oy + 2 * s + 20), (bx - 4, 100))
+    f.save("attention.svg")
+
+
+def gpt_stack() -> None:
+    f = Figure(
+        860, 250, "The GPT stack with shapes",
+        "Token ids of shape B by T become embeddings of shape B by T by d (token plus position), "
+        "pass through L transformer blocks, each pre-LayerNorm attention and feed-forward with "
+        "residual connections, then a final LayerNorm and the output layer, tied to the token "
+        "embedding, giving logits of shape B by T by V.",
+    )  # fmt: skip
+    y = 60
+    items = [
+        ("ids", ["[B, T]"], "warm", 90),
+        ("embed", ["tok_emb[ids]", "+ pos_emb[0..T-1]", "[B, T, d]"], "box", 130),
+        ("block × L", ["x + attn(ln1(x))", "x + mlp(ln2(x))", "[B, T, d]"], "box", 140),
+        ("ln_f", ["LayerNorm", "[B, T, d]"], "box", 100),
+        ("lm_head", ["h · W_teᵀ (tied)", "[B, T, V]"], "box", 130),
+        ("logits", ["next-token", "scores"], "warm", 100),
+    ]
+    x = 20
+    for i, (title, lines, cls, w) in enumerate(items):
+        f.box(x, y, w, 100, title, lines, cls)
+        if i:
+            f.arrow((x - 20, y + 50), (x - 2, y + 50))
+        x += w + 22
+    f.arrow((404, 162), (404, 185), (290, 185), (290, 164))
+    f.text(300, 200, "repeated L times; every block keeps the shape [B, T, d]")
+    f.text(20, 238, "GPT-2 124M: d = 768, L = 12, 12 heads, V = 50,257, T ≤ 1,024; "
+           "the book's model: d = 256, L = 4, 4 heads, T ≤ 256")  # fmt: skip
+    f.save("gpt-stack.svg")
+
+
+def hub_names() -> None:
+    f = Figure(
+        860, 220, "The Hub's names onto ours",
+        "Tensor names of GPT-2 in the Hugging Face layout, such as h.0.attn.c_attn.weight, map "
+        "one to one onto our parameter names, such as blocks.0.attn.qkv.weight; the four Conv1D "
+        "weights of each block are stored in-by-out and are transposed; the causal-mask buffers "
+        "are skipped; the output layer is the token embedding.",
+    )  # fmt: skip
+    rows = [
+        ("wte.weight", "tok_emb.weight", "same"),
+        ("h.{i}.attn.c_attn.weight [C, 3C]", "blocks.{i}.attn.qkv.weight [3C, C]", "transposed"),
+        ("h.{i}.mlp.c_fc.weight [C, 4C]", "blocks.{i}.mlp.fc.weight [4C, C]", "transposed"),
+        ("h.{i}.attn.bias (causal mask)", "(not a weight)", "skipped"),
+        ("(absent: tied)", "lm_head.weight", "= tok_emb.weight"),
+    ]
+    f.text(30, 34, "Hub file (transformers' GPT2LMHeadModel)", "title")
+    f.text(470, 34, "mygpt.GPT", "title")
+    for i, (hub, ours, how) in enumerate(rows):
+        y = 48 + i * 33
+        f.cell(30, y, 300, 26, "", "warm" if how == "skipped" else "box")
+        f.text(40, y + 17, hub, "code")
+        f.cell(470, y, 300, 26, "", "grey" if how == "skipped" else "box")
+        f.text(480, y + 17, ours, "code")
+        f.arrow((332, y + 13), (468, y + 13), cls="dash" if how == "skipped" else "edge")
+        f.text(400, y + 8, how, "what", anchor="middle")
+    f.save("hub-names.svg")
+
+
+def classifier() -> None:
+    f = Figure(
+        860, 210, "A classification head on the last token",
+        "The message's token ids, padded on the right, go through the pretrained GPT to hidden "
+        "states of shape B by T by d; the hidden state of each message's last real token goes "
+        "through a new linear layer to two scores, ham and spam, trained with cross-entropy.",
+    )  # fmt: skip
+    toks = ["Win", " a", " free", " prize", "!", "pad", "pad"]
+    for j, t in enumerate(toks):
+        f.cell(20 + j * 62, 50, 56, 30, t, "grey" if t == "pad" else "box", "code")
+    f.text(20, 40, "token ids, padded on the right", "title")
+    f.box(20, 100, 430, 50, "pretrained GPT: gpt.hidden(ids)", ["hidden states [B, T, d]"])
+    f.arrow((235, 82), (235, 98))
+    f.cell(20 + 4 * 62, 160, 56, 30, "h_last", "dark", "white")
+    f.arrow((20 + 4 * 62 + 28, 152), (20 + 4 * 62 + 28, 158))
+    f.box(520, 60, 160, 90, "new head", ["nn.Linear(d, 2)", "the only new weights"], "warm")
+    f.arrow((20 + 4 * 62 + 58, 175), (500, 175), (500, 105), (518, 105))
+    f.box(715, 60, 125, 90, "2 scores", ["ham / spam", "cross-entropy", "with the label"])
+    f.arrow((680, 105), (713, 105))
+    f.text(520, 176, "the last real token has seen the whole")
+    f.text(520, 192, "message (causal attention)")
+    f.save("classifier-head.svg")
+
+
+def instruction_mask() -> None:
+    f = Figure(
+        860, 200, "Which positions the instruction loss counts",
+        "An Alpaca-style example is a prompt (instruction and input) followed by the response "
+        "and an end-of-text token, padded to the batch's length. The targets are the tokens "
+        "shifted by one; prompt and padding targets are set to -100, so the loss counts only "
+        "the response and its end token.",
+    )  # fmt: skip
+    parts = [("prompt", 5, "grey"), ("answer", 4, "box"), ("<eot>", 1, "warm"), ("pad", 2, "grey")]
+    x = 20
+    f.text(20, 36, "inputs: prompt (instruction, input, '### Response:'), "
+           "answer, end token, padding", "title")  # fmt: skip
+    for label, n, cls in parts:
+        for k in range(n):
+            f.cell(x, 46, 58, 28, label if k == 0 or label == "pad" else "", cls, "code")
+            x += 62
+    f.text(20, 104, "targets (inputs shifted by one); -100 = not counted", "title")
+    x = 20
+    labels = ["-100"] * 4 + ["answer"] * 4 + ["<eot>"] + ["-100"] * 3
+    for lab in labels:
+        cls = "grey" if lab == "-100" else ("warm" if lab == "<eot>" else "dark")
+        f.cell(x, 114, 58, 28, lab, cls, "white" if cls == "dark" else "code")
+        x += 62
+    f.text(20, 166, "the loss is the mean cross-entropy over the answer tokens and the end token:")
+    f.text(20, 182, "the model learns to answer and to stop, not to predict the prompt")
+    f.save("instruction-mask.svg")
+
+
+def agent_loop() -> None:
+    f = Figure(
+        860, 220, "The agent loop",
+        "The model reads the question and writes either a tool call or a final answer. A tool "
+        "call is parsed and run by safe code, its result is appended to the text, and the model "
+        "continues; a final answer ends the loop, as does a step limit.",
+    )  # fmt: skip
+    f.box(20, 60, 150, 80, "question", ["What is 17 * 23?"], "warm")
+    f.box(210, 60, 170, 80, "model writes", ["a tool call, or", "the final answer"])
+    f.box(420, 30, 190, 70, "tool call", ["parsed, checked, run:", "e.g. the calculator"])
+    f.box(420, 120, 190, 70, "final answer", ["391", "ends the loop"], "warm")
+    f.box(650, 30, 190, 70, "result appended", ["'Result: 391'", "to the text"])
+    f.arrow((170, 100), (208, 100))
+    f.arrow((380, 90), (418, 65))
+    f.arrow((380, 110), (418, 155))
+    f.arrow((610, 65), (648, 65))
+    f.arrow((745, 100), (745, 200), (295, 200), (295, 142))
+    f.text(470, 214, "the model continues with the result in its context", "what")
+    f.save("agent-loop.svg")
+
+
+if __name__ == "__main__":
+    for draw in (tokenization, attention, gpt_stack, hub_names, classifier, instruction_mask,
+                 agent_loop):  # fmt: skip
+        draw()
+    print("written:", ", ".join(sorted(p.name for p in HERE.glob("*.svg"))))
