@@ -368,7 +368,11 @@ def save_pretrained(model: GPT, directory: str | Path, dtype: torch.dtype = torc
     tensors = hub_tensors(model, dtype)
 
     def fill(tmp: Path) -> None:
-        save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        weights = tmp / "model.safetensors"
+        weights.touch()  # created with the usual mode (0o666 minus the umask)
+        mode = weights.stat().st_mode & 0o777
+        save_file(tensors, str(weights), metadata={"format": "pt"})
+        weights.chmod(mode)  # safetensors writes through a private (0o600) temporary file
         write_json(hub_config(model.config, dtype), tmp / "config.json")
 
     return write_directory(directory, fill)

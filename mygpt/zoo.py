@@ -55,7 +55,9 @@ BUILD_NAME = "build.json"  # where and how fast it was trained, one entry per se
 
 #: SHA-256 of each shipped ``model.safetensors`` that is checked on load (a damaged or
 #: hand-edited copy is refused). ``python -m mygpt zoo ship NAME`` prints the line to put here.
-SHIPPED_SHA256: dict[str, str] = {}
+SHIPPED_SHA256: dict[str, str] = {
+    "book": "d4226780ee1b5190ee2e6d46381b32d830d9098fda6ae87470d8fca0f165c983",
+}
 
 
 @dataclass(frozen=True)
@@ -422,6 +424,9 @@ def ship(name: str = "shakespeare-small") -> Path:
         for f in (HELD_OUT_NAME, BUILD_NAME)
         if (directory / f).is_file()
     }
+    if HELD_OUT_NAME in extra:  # measured again on the float16 numbers that are shipped
+        with torch.random.fork_rng(devices=[]):
+            extra[HELD_OUT_NAME] = held_out_losses(_load_dir(directory).half().float(), recipe)
     target = SHIPPED_DIR / name
     _save(target, model, _read_history(directory), recipe, extra, layout=recipe.shipped_layout)
     if HELD_OUT_NAME in extra and BUILD_NAME in extra:  # a built model: write its model card

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import subprocess
 import sys
 
@@ -108,6 +109,9 @@ def test_save_pretrained_is_read_by_us_and_by_transformers_alike(tmp_path):
 def test_save_pretrained_in_float16_and_refuses_a_model_without_biases(tmp_path):
     cfg = GPTConfig(vocab_size=100, context_length=8, n_embd=16, n_layer=1, n_head=2)
     save_pretrained(mygpt.GPT(cfg), tmp_path / "h", dtype=torch.float16)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "h" / "model.safetensors").stat().st_mode & 0o777 == 0o666 & ~umask
     config = json.loads((tmp_path / "h" / "config.json").read_text())
     assert config["model_type"] == "gpt2" and config["torch_dtype"] == "float16"
     assert load_pretrained(tmp_path / "h").config == cfg
@@ -234,3 +238,37 @@ def test_the_command_line_builds_and_ships_by_name():
         "mygpt zoo: error: Unknown small model 'nope'. Known names: book, shakespeare-small.\n"
     )
 
+
+# --- the shipped book model ---------------------------------------------------------------------
+
+
+def test_the_shipped_book_model_is_what_the_package_promises(monkeypatch, tmp_path):
+    """Shipped for the current recipe, SHA-256 registered, loaded without training, read alike by
+    us and by transformers, and its model card states the numbers of its files."""
+    shipped = zoo.shipped_dir("book")
+    assert shipped is not None, "mygpt/models/book is missing or was built by another recipe"
+    assert "book" in zoo.SHIPPED_SHA256
+    monkeypatch.setenv("MYGPT_CACHE_DIR", str(tmp_path))
+    model = mygpt.book_model(verbose=False)
+    assert not any(tmp_path.iterdir())  # nothing trained or cached
+    assert model.config == zoo.ZOO["book"].model.replace(dropout=0.0)
+    assert (shipped / "model.safetensors").stat().st_size <= 40 * 2**20
+    theirs = transformers.GPT2LMHeadModel.from_pretrained(shipped, dtype=torch.float32).eval()
+    x = mygpt.text_to_ids("KING HENRY:\nThe city of London is")
+    with torch.no_grad():
+        torch.testing.assert_close(theirs(x).logits, model(x), atol=1e-4, rtol=1e-4)
+    card = (shipped / "README.md").read_text()
+    held_out = json.loads((shipped / zoo.HELD_OUT_NAME).read_text())
+    for source, loss in held_out["model"].items():
+        assert f"| {source} | {loss:.3f} |" in card
+    assert zoo.SHIPPED_SHA256["book"] in card
+
+
+def test_the_book_model_meets_its_targets():
+    """Held-out loss: Shakespeare <= 4.8 nats/token and WikiText <= 5.5, both far below the
+    unigram baseline."""
+    held_out = json.loads((zoo.shipped_dir("book") / zoo.HELD_OUT_NAME).read_text())
+    assert held_out["model"]["tinyshakespeare"] <= 4.8
+    assert held_out["model"]["wikitext2"] <= 5.5
+    for source, loss in held_out["model"].items():
+        assert loss < held_out["unigram"][source] - 1.0

@@ -124,3 +124,61 @@ def test_chapters_that_train_compute_in_float64_before_training(path: Path) -> N
         f"{path.name}: code cell {first_training} trains, but no earlier cell sets float64 "
         f"({FLOAT64})"
     )
+
+
+# Chapters whose stored samples come from a pretrained model (chapter 4 on).
+SAMPLE_CHAPTERS = [p for p in NOTEBOOKS if re.match(r"0[4-9]-", p.name)]
+GENERATES = re.compile(r"generate_text\(|\bgenerate\(|\.respond\(|\.answer\(")
+
+
+def degenerate(text: str) -> str | None:
+    """Why the printed samples ``text`` look broken, or None: empty, mostly newlines, or one
+    word repeated (the signs of a model that has not learned the language)."""
+    if "''" in text or '""' in text:
+        return "an empty sample"
+    if text.count("\n") > 0.3 * max(len(text), 1):
+        return "mostly newlines"
+    # Words without punctuation or case: "The ' the 'The" is one word three times.
+    words = [w for w in (re.sub(r"\W", "", w).lower() for w in text.split()) if w]
+    if len(words) >= 10:
+        top = max(set(words), key=words.count)
+        if words.count(top) > 0.5 * len(words):
+            return f"{top!r} is {words.count(top)} of {len(words)} words"
+    return None
+
+
+@pytest.mark.parametrize("path", SAMPLE_CHAPTERS, ids=_ids(SAMPLE_CHAPTERS))
+def test_stored_samples_are_not_degenerate(path: Path) -> None:
+    """The text the models write, as the page shows it, is text: no empty answers, no pages of
+    newlines, no word over and over."""
+    problems = []
+    for index, cell in enumerate(_code_cells(_read(path))):
+        if not GENERATES.search(cell.source):
+            continue
+        text = "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
+        if text and (why := degenerate(text)):
+            problems.append(f"code cell {index}: {why}")
+    assert not problems, f"{path.name}: " + "; ".join(problems)
+
+
+def test_the_degeneracy_check_catches_what_it_should() -> None:
+    assert degenerate("greedy: 'First Citizen:\nWe,\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n'") is not None
+    assert degenerate("The ' the 'The ' 'The ' the ' 'The ' the ' 'The ' the 'The") is not None
+    assert degenerate("answer: ''") is not None
+    assert degenerate("KING HENRY:\nWhat, shall we go to the field, my lord?\n") is None
+    # a loop of a phrase is greedy decoding's known failure (chapter 6), not a broken model
+    assert degenerate("First Citizen:\nI'll be so,\nI'll not,\nI'll be so,\nI'll not,") is None
+
+
+def test_the_repository_address_is_one_and_the_same_everywhere() -> None:
+    """The bootstrap installs from the repository that _config.yml links (the site's buttons,
+    Colab) and pyproject.toml names: a fork changes _config.yml and this test says what else."""
+    import tomllib
+    import yaml
+
+    root = BOOK.parent
+    url = yaml.safe_load((root / "_config.yml").read_text())["repository"]["url"].rstrip("/")
+    homepage = tomllib.loads((root / "pyproject.toml").read_text())["project"]["urls"]
+    assert homepage["Homepage"].rstrip("/") == url
+    first = _code_cells(_read(NOTEBOOKS[0]))[0].source
+    assert f'"git+{url}"' in first, f"the bootstrap does not install from git+{url}"
