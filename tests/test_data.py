@@ -140,6 +140,8 @@ def test_registry_names_and_layout():
     assert set(REGISTRY) == {
         "the-verdict",
         "tinyshakespeare",
+        "wikitext2-valid",
+        "wikitext2-test",
         "sms-spam",
         "instruction-data",
         "gpt2-encoder",
