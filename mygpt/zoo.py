@@ -345,7 +345,7 @@ def held_out_losses(model: GPT, recipe: Recipe) -> dict[str, dict]:
     beside two baselines that ignore context: the unigram loss (token frequencies of the training
     text) and a uniform guess over the vocabulary."""
     model_loss, unigram = {}, {}
-    train_ids = torch.cat([loader.dataset.ids for loader in recipe_loaders(recipe)[:1]])
+    train_ids = recipe_loaders(recipe)[0].dataset.ids  # every source's training part
     for source in recipe.sources:
         _, val_loader = recipe_loaders(dataclasses.replace(recipe, data=(source,)))
         model_loss[source] = evaluate(model, val_loader)
