@@ -182,3 +182,41 @@ def test_the_repository_address_is_one_and_the_same_everywhere() -> None:
     assert homepage["Homepage"].rstrip("/") == url
     first = _code_cells(_read(NOTEBOOKS[0]))[0].source
     assert f'"git+{url}"' in first, f"the bootstrap does not install from git+{url}"
+
+
+# {glue:text}`key:.3f`, {glue:md}`key`, {glue}`key`, {glue:figure}... (not other documents' path::key)
+GLUE_REFERENCE = re.compile(r"\{glue(?::\w+)?\}`((?:[^`:]+::)?[^`:]+)(?::[^`]*)?`")
+
+
+def _glued_names(nb: nbformat.NotebookNode) -> set[str]:
+    """The names that the stored outputs glue (myst-nb keeps them in each output's metadata)."""
+    return {
+        output.metadata["scrapbook"]["name"]
+        for cell in _code_cells(nb)
+        for output in cell.get("outputs", [])
+        if "scrapbook" in output.get("metadata", {})
+    }
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
+def test_every_glued_reference_has_a_stored_value(path: Path) -> None:
+    """A {glue} role whose name no stored output glues renders as a build warning (and an empty
+    gap on the page): typically a key renamed or dropped in code but still used in the text."""
+    nb = _read(path)
+    glued = _glued_names(nb)
+    missing = sorted(
+        {
+            name
+            for cell in nb.cells
+            if cell.cell_type == "markdown"
+            for name in GLUE_REFERENCE.findall(cell.source)
+            if "::" not in name
+        }
+        - glued
+    )
+    assert not missing, f"{path.name}: the text uses glue keys that no stored output has: {missing}"
+
+
+def test_the_glue_check_reads_references_as_myst_nb_does() -> None:
+    text = "{glue:text}`a:.3f` and {glue}`b` and {glue:md}`c` and {glue:text}`other.ipynb::d`"
+    assert GLUE_REFERENCE.findall(text) == ["a", "b", "c", "other.ipynb::d"]
