@@ -153,13 +153,18 @@ def tensors_sha256(state: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
-def write_weights(state: dict[str, torch.Tensor], path: str | os.PathLike) -> None:
-    """Write ``state`` as a safetensors file with its :func:`tensors_sha256` in the metadata."""
+def write_weights(
+    state: dict[str, torch.Tensor], path: str | os.PathLike, metadata: dict[str, str] | None = None
+) -> None:
+    """Write ``state`` as a safetensors file with ``metadata`` (default: its
+    :func:`tensors_sha256`, which :func:`read_weights` checks)."""
     state = {k: v.detach().cpu().contiguous() for k, v in state.items()}
     path = Path(path)
     path.touch()  # a file created here gets the usual mode (0o666 minus the umask), or keeps its own
     mode = stat.S_IMODE(path.stat().st_mode)
-    save_file(state, str(path), metadata={HASH_KEY: tensors_sha256(state)})
+    if metadata is None:
+        metadata = {HASH_KEY: tensors_sha256(state)}
+    save_file(state, str(path), metadata=metadata)
     os.chmod(path, mode)  # safetensors writes through a private (0o600) temporary file
 
 

@@ -24,9 +24,8 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 
-from .checkpoint import write_directory, write_json
+from .checkpoint import write_directory, write_json, write_weights
 from .config import PRESET_ALIASES, PRESETS, GPTConfig
 from .errors import CheckpointError, ConfigError
 from .model import GPT
@@ -368,11 +367,7 @@ def save_pretrained(model: GPT, directory: str | Path, dtype: torch.dtype = torc
     tensors = hub_tensors(model, dtype)
 
     def fill(tmp: Path) -> None:
-        weights = tmp / "model.safetensors"
-        weights.touch()  # created with the usual mode (0o666 minus the umask)
-        mode = weights.stat().st_mode & 0o777
-        save_file(tensors, str(weights), metadata={"format": "pt"})
-        weights.chmod(mode)  # safetensors writes through a private (0o600) temporary file
+        write_weights(tensors, tmp / "model.safetensors", metadata={"format": "pt"})  # Hub's
         write_json(hub_config(model.config, dtype), tmp / "config.json")
 
     return write_directory(directory, fill)
