@@ -32,6 +32,7 @@ from .generation import generate
 from .instruct import item_loader
 from .model import GPT
 from .tokenizer import EOT_ID, decode, encode
+from .training import History, TrainConfig, train
 
 # --- tools ----------------------------------------------------------------------------------------
 
@@ -306,6 +307,25 @@ def create_task_loader(
     return item_loader([task_item(t) for t in tasks], batch_size, shuffle, seed)
 
 
+def train_agent(
+    model: GPT,
+    train_tasks: list[Task],
+    val_tasks: list[Task],
+    cfg: TrainConfig,
+    batch_size: int = 4,
+) -> History:
+    """Fine-tune ``model`` in place on ``train_tasks`` with :func:`mygpt.train`.
+
+    The batches follow ``cfg.seed`` (and so does the torch generator), so two starts given the
+    same settings see the same examples in the same order: the only difference is the weights.
+    The validation loss is measured on ``val_tasks``.
+    """
+    loader = create_task_loader(train_tasks, batch_size=batch_size, seed=cfg.seed)
+    val_loader = create_task_loader(val_tasks, batch_size=30, shuffle=False)
+    torch.manual_seed(cfg.seed)
+    return train(model, loader, val_loader, cfg=cfg)
+
+
 # --- the loop -------------------------------------------------------------------------------------
 
 
@@ -363,8 +383,60 @@ def run_agent(model: GPT, question: str, max_line_tokens: int = 24) -> AgentResu
     return AgentResult(text, answer, tool_called)
 
 
+def generate_lines(model: GPT, texts: list[str], max_new_tokens: int = 24) -> list[str]:
+    """:func:`generate_line` for several texts at once: one batched greedy run.
+
+    The prompts are left-padded (masked out of attention) and every row runs for
+    ``max_new_tokens`` tokens or until all rows end the text; each row is then cut at its first
+    line break. Greedy decoding is causal, so the tokens up to that line break are those that
+    :func:`generate_line` writes for the text alone (tested).
+    """
+    ids = [encode(text) for text in texts]
+    width = max(len(i) for i in ids)
+    lines = []
+    for row in generate(model, ids, max_new_tokens, eos_id=EOT_ID)[:, width:].tolist():
+        if EOT_ID in row:
+            row = row[: row.index(EOT_ID)]
+        lines.append(decode(row).split("\n")[0])
+    return lines
+
+
+def _finish(text: str, line: str, tool_called: bool) -> AgentResult:
+    text += line
+    answer = line[len("A: ") :].strip() if line.startswith("A: ") else None
+    return AgentResult(text, answer, tool_called)
+
+
+def run_agents(model: GPT, questions: list[str], max_line_tokens: int = 24) -> list[AgentResult]:
+    """:func:`run_agent` for many questions, each model turn batched over all of them.
+
+    The same two turns (the call or answer line; after a tool's result, the answer line), with
+    every question's line generated in one batch by :func:`generate_lines`: many times faster
+    than one question at a time, with the same results (tested).
+    """
+    texts = [f"Q: {q}\n" for q in questions]
+    called = [False] * len(questions)
+    first = generate_lines(model, texts, max_line_tokens)
+    again = [i for i, line in enumerate(first) if line.startswith("CALL ")]
+    for i in again:
+        try:
+            result = run_tool(*parse_call(first[i]))
+            called[i] = True
+        except ToolError as e:
+            result = f"error: {e}"
+        texts[i] += f"{first[i]}\nRESULT {result}\n"
+    final = list(first)
+    if again:
+        for i, line in zip(
+            again, generate_lines(model, [texts[i] for i in again], max_line_tokens)
+        ):
+            final[i] = line
+    return [_finish(text, line, c) for text, line, c in zip(texts, final, called)]
+
+
 def success_rate(model: GPT, tasks: list[Task]) -> tuple[float, list[AgentResult]]:
-    """The share of ``tasks`` whose answer is exactly right, and every run's result."""
-    results = [run_agent(model, t.question) for t in tasks]
+    """The share of ``tasks`` whose answer is exactly right, and every run's result
+    (:func:`run_agents`, batched)."""
+    results = run_agents(model, [t.question for t in tasks])
     wins = sum(r.answer == t.answer for r, t in zip(results, tasks))
     return wins / len(tasks), results

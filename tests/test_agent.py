@@ -185,3 +185,30 @@ def test_agent_loop_after_training_on_one_task():
     assert result.transcript == task.prompt() + task.transcript()
     rate, results = A.success_rate(model, [task])
     assert rate == 1.0 and results[0].answer == task.answer
+
+
+def test_generate_lines_equals_generate_line_for_each_text():
+    model = _tiny_model().double().eval()
+    texts = ["Q: hi\n", "Q: what is 2 + 2?\n", "a", "Q: convert 3 km to m.\nCALL convert( 3"]
+    batched = A.generate_lines(model, texts, max_new_tokens=7)
+    assert batched == [A.generate_line(model, t, max_new_tokens=7, chunk=3) for t in texts]
+
+
+def test_run_agents_equals_run_agent_one_question_at_a_time():
+    # Untrained, the model writes lines that are not calls; trained a little on a few tasks,
+    # it writes calls, right and wrong: the batched loop must give every question the same
+    # transcript as the loop run one question at a time.
+    torch.manual_seed(0)
+    tasks = A.make_tasks(9, seed=5)
+    questions = [t.question for t in tasks] + ["what is 1 / 0?"]
+    model = _tiny_model().double()
+    untrained = [A.run_agent(model.eval(), q) for q in questions]  # no calls, just text
+    assert A.run_agents(model, questions) == untrained
+    loader = A.create_task_loader(tasks[:6], batch_size=3)
+    mygpt.train(model, loader, cfg=mygpt.TrainConfig(max_steps=150, lr=3e-3, log=False))
+    model.eval()
+    batched = A.run_agents(model, questions)
+    single = [A.run_agent(model, q) for q in questions]
+    assert batched == single
+    # the comparison covered tool calls that ran, and lines that were not calls
+    assert any(r.tool_called for r in single) and not any(r.tool_called for r in untrained)
