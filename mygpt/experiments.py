@@ -265,6 +265,21 @@ class Result:
         )
 
 
+#: Results of runs too long for a chapter's page, shipped with the package (``mygpt/results/``);
+#: each file names the script that wrote it.
+SHIPPED_RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def shipped_result(name: str) -> dict:
+    """The shipped result ``mygpt/results/<name>.json``, as a dict."""
+    path = SHIPPED_RESULTS_DIR / f"{name}.json"
+    if not path.is_file():
+        known = sorted(p.stem for p in SHIPPED_RESULTS_DIR.glob("*.json"))
+        raise FileNotFoundError(f"No shipped result named {name!r} in {SHIPPED_RESULTS_DIR}; "
+                                f"there are: {', '.join(known) or 'none'}.")  # fmt: skip
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
 def experiments_dir() -> Path:
     """Where results are cached: ``<cache>/experiments``."""
     return cache_dir() / "experiments"
