@@ -128,7 +128,7 @@ def test_chapters_that_train_compute_in_float64_before_training(path: Path) -> N
 
 # Chapters whose stored samples come from a pretrained model (chapter 4 on).
 SAMPLE_CHAPTERS = [p for p in NOTEBOOKS if re.match(r"0[4-9]-", p.name)]
-GENERATES = re.compile(r"generate_text\(|\bgenerate\(|\.respond\(|\.answer\(")
+GENERATES = re.compile(r"generate_text\(|\bgenerate\(|generate_responses\(|\.respond\(|\.answer\(")
 
 
 def degenerate(text: str) -> str | None:
@@ -220,3 +220,50 @@ def test_every_glued_reference_has_a_stored_value(path: Path) -> None:
 def test_the_glue_check_reads_references_as_myst_nb_does() -> None:
     text = "{glue:text}`a:.3f` and {glue}`b` and {glue:md}`c` and {glue:text}`other.ipynb::d`"
     assert GLUE_REFERENCE.findall(text) == ["a", "b", "c", "other.ipynb::d"]
+
+
+# The site shows code cells in a column about 88 characters wide; longer lines are cut off.
+PAGE_WIDTH = 88
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
+def test_code_lines_fit_the_page(path: Path) -> None:
+    too_long = [
+        f"code cell {index}: {len(line)} characters: {line.strip()[:40]}..."
+        for index, cell in enumerate(_code_cells(_read(path)))
+        for line in cell.source.splitlines()
+        if len(line) > PAGE_WIDTH
+    ]
+    assert not too_long, f"{path.name}: lines wider than {PAGE_WIDTH}: " + "; ".join(too_long)
+
+
+# Words about how the book is produced and checked, which mean nothing to a reader of the
+# chapter's subject. (The appendices may describe the package's tests; chapters do not.)
+PROCESS_WORDS = re.compile(
+    r"\bnbval\b|\bCI\b|\bpytest\b|\btests?/test_\w+|`test_\w+`|stored outputs?|"
+    r"\bthis page is checked\b|\bthe machines? that checks?\b",
+    re.IGNORECASE,
+)
+CHAPTERS = [p for p in NOTEBOOKS if re.match(r"\d\d-", p.name)]
+
+
+def process_words(text: str) -> list[str]:
+    return [m.group(0) for m in PROCESS_WORDS.finditer(text)]
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=_ids(CHAPTERS))
+def test_chapter_text_speaks_of_the_subject_not_of_how_the_book_is_checked(path: Path) -> None:
+    found = [
+        f"markdown cell {index}: {words}"
+        for index, cell in enumerate(_read(path).cells)
+        if cell.cell_type == "markdown" and (words := process_words(cell.source))
+    ]
+    assert not found, f"{path.name}: " + "; ".join(found)
+
+
+def test_the_process_words_check_catches_what_it_should() -> None:
+    assert process_words("the test `test_sampler_never_emits` in tests/test_generate.py")
+    assert process_words("CI runs nbval against the stored outputs")
+    assert process_words("The machines that check this book have no network")
+    assert not process_words("Checked against the package's own implementation.")
+    assert not process_words("A Colab session times out; the CIA; a specific case")
