@@ -92,6 +92,21 @@ def train_table(res: dict) -> str:
         + f"\nfp32 matmul peak ({res['matmul_n']}^3): {res['fp32_matmul_flops_per_s'] / 1e9:.0f} GFLOP/s"
         + f"\nAdamW step alone: fused {opt['seconds']['fused'] * 1e3:.0f} ms, foreach "
         f"{opt['seconds']['foreach'] * 1e3:.0f} ms ({opt['speedup_of_fused']:.2f}x)"
+        + book_model_line(res)
+    )
+
+
+def book_model_line(res: dict) -> str:
+    """The book model's training step (bench/train_step.py), when the results have it."""
+    b = res.get("book_model")
+    if b is None:
+        return ""
+    return (
+        f"\nthe book's model ({b['model']}), batch {b['batch']} x {b['seq_len']}: "
+        f"{b['seconds_per_step']:.2f} s/step, {b['tokens_per_s']:.0f} tokens/s, "
+        f"{b['model_flops_per_s'] / 1e9:.0f} model GFLOP/s = "
+        f"{b['fraction_of_fp32_matmul_peak']:.0%} of the fp32 matmul peak "
+        f"({b['output_layer_share_of_flops']:.0%} of its FLOPs in the output layer)"
     )
 
 

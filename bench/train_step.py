@@ -67,6 +67,51 @@ def bench_optimizer(model: nn.Module, repeats: int) -> dict:
     }
 
 
+def bench_book_model(repeats: int, steps_per_call: int = 4) -> dict:
+    """The training step of the book's own model as its recipe takes it (mygpt/zoo.py: 4 blocks
+    of 256, GPT-2's vocabulary, batch 8 x 256, dropout, float32), timed in turns with square
+    fp32 matmuls: its tokens/s and its model FLOP/s as a fraction of the measured matmul peak.
+    Most of its FLOPs are in the 50,257-way output layer."""
+    recipe = mygpt.zoo.pretrained_recipe("book")
+    cfg, batch, seq_len = recipe.model, recipe.batch_size, recipe.model.context_length
+    torch.manual_seed(0)
+    model = mygpt.GPT(cfg).train()
+    g = torch.Generator().manual_seed(0)
+    data = torch.randint(0, cfg.vocab_size, (batch, seq_len + 1), generator=g)
+    step = make_step(model, data[:, :-1], data[:, 1:], lambda m, x: m(x))
+    n, k = 2048, 4
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    times = interleaved(
+        {
+            "step": lambda: [step() for _ in range(steps_per_call)],
+            "matmul": lambda: [a @ b for _ in range(k)],
+        },
+        repeats,
+    )
+    n_matmul = model.num_parameters(exclude_embeddings=True) + cfg.vocab_size * cfg.n_embd
+    flops_step = model_flops_per_token(cfg, n_matmul, seq_len) * batch * seq_len
+    achieved = [steps_per_call * flops_step / t for t in times["step"]]
+    peaks = [k * 2 * n**3 / t for t in times["matmul"]]
+    seconds = median(times["step"]) / steps_per_call
+    return {
+        "model": recipe.description,
+        "batch": batch,
+        "seq_len": seq_len,
+        "seconds_per_step": seconds,
+        "tokens_per_s": batch * seq_len / seconds,
+        "model_flops_per_step": flops_step,
+        "model_flops_per_s": median(achieved),
+        "fp32_matmul_flops_per_s": median(peaks),
+        "fraction_of_fp32_matmul_peak": median(f / p for f, p in zip(achieved, peaks)),
+        "output_layer_share_of_flops": 6
+        * cfg.vocab_size
+        * cfg.n_embd
+        * batch
+        * seq_len
+        / flops_step,
+    }
+
+
 def run(quick: bool = False, log=print, compile: bool = False) -> dict:
     """The whole training benchmark; returns a JSON-able dict."""
     batch, seq_len = (2, 128) if quick else (4, 256)
@@ -141,6 +186,8 @@ def run(quick: bool = False, log=print, compile: bool = False) -> dict:
         )
     log("  optimizer alone: fused vs foreach AdamW")
     optimizer = bench_optimizer(ours, repeats + 2)
+    log("  the book's own model, as its recipe trains it")
+    book_model = bench_book_model(repeats + 2)
     return {
         "model": "gpt2 (124M), random weights",
         "batch": batch,
@@ -153,4 +200,5 @@ def run(quick: bool = False, log=print, compile: bool = False) -> dict:
         "matmul_n": n,
         "rows": rows,
         "optimizer": optimizer,
+        "book_model": book_model,
     }
