@@ -1,7 +1,7 @@
 """What fewer bytes per weight cost: bfloat16 and int8 weight-only against fp32.
 
 Measured on a model that has learned something, the book's small pretrained model
-(``mygpt.zoo.small_pretrained``: 4 blocks, 256 wide, GPT-2's vocabulary, trained on Tiny
+(``mygpt.zoo.small_pretrained``: 4 blocks, 128 wide, GPT-2's vocabulary, trained on Tiny
 Shakespeare; trained on first use, about a minute, then cached), over a fixed text: the last 10%
 of Tiny Shakespeare, which it did not train on. Reported per weight format: perplexity, the mean
 KL divergence of its next-token distribution from fp32's (in nats per token), and how often its
