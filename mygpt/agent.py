@@ -360,6 +360,13 @@ class AgentResult:
     tool_called: bool
 
 
+def _finish(text: str, line: str, tool_called: bool) -> AgentResult:
+    """The result once the model's last line is written: ``A: ...`` gives the answer."""
+    text += line
+    answer = line[len("A: ") :].strip() if line.startswith("A: ") else None
+    return AgentResult(text, answer, tool_called)
+
+
 def run_agent(model: GPT, question: str, max_line_tokens: int = 24) -> AgentResult:
     """Ask ``model`` ``question`` in the tool-call format and run the tool it calls.
 
@@ -378,9 +385,7 @@ def run_agent(model: GPT, question: str, max_line_tokens: int = 24) -> AgentResu
             result = f"error: {e}"
         text += f"{line}\nRESULT {result}\n"
         line = generate_line(model, text, max_line_tokens)
-    text += line
-    answer = line[len("A: ") :].strip() if line.startswith("A: ") else None
-    return AgentResult(text, answer, tool_called)
+    return _finish(text, line, tool_called)
 
 
 def generate_lines(model: GPT, texts: list[str], max_new_tokens: int = 24) -> list[str]:
@@ -399,12 +404,6 @@ def generate_lines(model: GPT, texts: list[str], max_new_tokens: int = 24) -> li
             row = row[: row.index(EOT_ID)]
         lines.append(decode(row).split("\n")[0])
     return lines
-
-
-def _finish(text: str, line: str, tool_called: bool) -> AgentResult:
-    text += line
-    answer = line[len("A: ") :].strip() if line.startswith("A: ") else None
-    return AgentResult(text, answer, tool_called)
 
 
 def run_agents(model: GPT, questions: list[str], max_line_tokens: int = 24) -> list[AgentResult]:
