@@ -278,8 +278,200 @@ def agent_loop() -> None:
     f.save("agent-loop.svg")
 
 
+def _grid(f, ox, oy, s, values, fmt, masked=lambda i, j: False, shade=None):
+    """A square grid of numbers; masked cells grey, others shaded by ``shade(value)`` in [0, 1]."""
+    for i, row in enumerate(values):
+        for j, v in enumerate(row):
+            x, y = ox + j * s, oy + i * s
+            if masked(i, j):
+                f.cell(x, y, s - 4, s - 4, fmt(v), "grey", "what")
+                continue
+            w = shade(v) if shade else 0.0
+            c = int(235 - 170 * w)
+            f.parts.append(
+                f'<rect x="{x}" y="{y}" width="{s - 4}" height="{s - 4}" rx="3" '
+                f'fill="rgb({c},{c + 12},{min(255, c + 40)})" stroke="#2b6cb0" '
+                f'stroke-width="0.8"/>'
+            )
+            f.text(x + s / 2 - 2, y + s / 2 + 2, fmt(v), "white" if w > 0.45 else "what",
+                   anchor="middle")  # fmt: skip
+
+
+def causal_mask() -> None:
+    import math
+
+    scores = [[0.9, 1.4, -0.3, 0.6], [0.2, 1.1, 0.8, -0.5],
+              [-0.4, 0.5, 1.3, 0.9], [0.7, 0.1, 0.4, 1.2]]  # fmt: skip
+    masked = [[v if j <= i else -math.inf for j, v in enumerate(row)]
+              for i, row in enumerate(scores)]  # fmt: skip
+    weights = []
+    for row in masked:
+        e = [math.exp(v) for v in row]
+        weights.append([v / sum(e) for v in e])
+    f = Figure(
+        860, 300, "The causal mask: minus infinity before the softmax",
+        "Three four by four grids. First the scaled scores of every query (row) with every key "
+        "(column). Then the same scores with the entries above the diagonal, the keys after the "
+        "query, replaced by minus infinity. Then the softmax of each row: the masked entries "
+        "become exactly 0 and each row's remaining weights sum to 1; the first row puts all of "
+        "its weight on the first token.",
+    )  # fmt: skip
+    s, oy = 44, 70
+    panels = [
+        ("scores s = q·k / √d", scores, lambda v: f"{v:.1f}", lambda i, j: False, None),
+        ("mask: s = −∞ where j > i", masked,
+         lambda v: "−∞" if v == -math.inf else f"{v:.1f}", lambda i, j: j > i, None),
+        ("softmax of each row", weights, lambda v: f"{v:.2f}", lambda i, j: j > i,
+         lambda v: v),
+    ]  # fmt: skip
+    for k, (title, values, fmt, is_masked, shade) in enumerate(panels):
+        ox = 40 + k * 290
+        f.text(ox - 10, oy - 30, title, "title")
+        for j in range(4):
+            f.text(ox + j * s + s / 2 - 2, oy - 8, f"k{j + 1}", "code", anchor="middle")
+        for i in range(4):
+            f.text(ox - 8, oy + i * s + s / 2 + 2, f"q{i + 1}", "code", anchor="end")
+        _grid(f, ox, oy, s, values, fmt, is_masked, shade)
+        if k:
+            f.arrow((ox - 62, oy + 2 * s), (ox - 24, oy + 2 * s))
+    f.text(40, oy + 4 * s + 26, "e^(−∞) = 0: a masked key gets exactly no weight, and the "
+           "softmax's sum runs only over keys at or before the query.")  # fmt: skip
+    f.text(40, oy + 4 * s + 44, "Illustrative scores; the weights are their softmax. "
+           "Row q1 can only attend to itself: weight 1.")  # fmt: skip
+    f.save("causal-mask.svg")
+
+
+def heads() -> None:
+    f = Figure(
+        860, 300, "Queries, keys and values, split into heads",
+        "A sequence of T vectors of width d goes through one linear layer that makes queries, "
+        "keys and values, each T by d. Each is split along its width into h heads of width d "
+        "over h. Every head computes its own causal attention weights, T by T, and its own "
+        "weighted sum of values, T by d over h. The heads' outputs are concatenated back to T by "
+        "d and mixed by the output projection.",
+    )  # fmt: skip
+    f.box(20, 110, 95, 70, "x", ["[T, d]"], "warm")
+    f.box(140, 90, 120, 110, "qkv = x W", ["one Linear", "d → 3d", "then split"],
+          code=["q, k, v [T, d]"])  # fmt: skip
+    f.arrow((115, 145), (138, 145))
+    colours = ["box", "box", "box"]
+    for r, (y, label) in enumerate([(40, "head 1"), (125, "head 2"), (230, "head h")]):
+        f.box(300, y, 330, 62 if r < 2 else 50, None, cls=colours[r])
+        f.text(310, y + 18, label, "title")
+        f.text(375, y + 18, "its own d/h columns of q, k and v")
+        f.text(310, y + 38, "softmax(q kᵀ/√(d/h) + mask) v → [T, d/h]", "code")
+        f.arrow((262, 145), (298, y + 25))
+    f.text(460, 212, "⋮", "title", anchor="middle")
+    f.box(665, 110, 80, 70, "concat", ["[T, d]"])
+    for y in (71, 156, 255):
+        f.arrow((632, y), (663, 145))
+    f.box(770, 110, 75, 70, "W_o", ["Linear", "[T, d]"], "warm")
+    f.arrow((745, 145), (768, 145))
+    f.text(20, 290, "GPT-2 124M: d = 768, h = 12 heads of 64; one matrix multiplication "
+           "makes all heads' q, k, v, and the heads run as one batched product.")  # fmt: skip
+    f.save("heads.svg")
+
+
+def block() -> None:
+    f = Figure(
+        860, 360, "A transformer block: pre-LN (GPT-2) and post-LN (the original)",
+        "Two diagrams side by side. Left, GPT-2's pre-LN block: the residual stream x passes "
+        "straight through; a LayerNorm feeds causal self-attention, whose output is added to the "
+        "stream; a second LayerNorm feeds the feed-forward network (a linear layer to 4d, GELU, "
+        "a linear layer back to d), whose output is added again. Right, the original post-LN "
+        "block: attention and feed-forward take the stream directly, and a LayerNorm follows each "
+        "addition, so the stream itself is normalised twice per block.",
+    )  # fmt: skip
+
+    def column(x0, title, pre):
+        f.text(x0, 30, title, "title")
+        sx, dy = x0 + 60, 25  # the residual stream's vertical line; everything below the title
+        f.box(x0, 270 + dy, 120, 34, None, cls="warm")
+        f.text(x0 + 60, 292 + dy, "x  [T, d]", "code", anchor="middle")
+        for y, ln, name, what in ((200 + dy, "LN₁", "attention", "causal, h heads"),
+                                  (90 + dy, "LN₂", "FFN", "d→4d, GELU, 4d→d")):  # fmt: skip
+            f.parts.append(f'<circle cx="{sx}" cy="{y - 20}" r="11" class="box"/>')
+            f.text(sx, y - 15, "+", "title", anchor="middle")
+            bx = x0 + 150
+            if pre:  # the sub-layer reads a normalised copy; the stream is left alone
+                f.box(bx, y + 8, 70, 30, None)
+                f.text(bx + 35, y + 28, ln, "what", anchor="middle")
+                f.arrow((sx, y + 23), (bx - 2, y + 23))
+                f.box(bx + 95, y - 12, 150, 50, name, [what])
+                f.arrow((bx + 70, y + 23), (bx + 93, y + 13))
+                f.arrow((bx + 170, y - 14), (bx + 170, y - 20), (sx + 13, y - 20))
+            else:  # the sub-layer reads the stream; the sum is normalised
+                f.box(bx + 20, y - 12, 150, 50, name, [what])
+                f.arrow((sx, y + 23), (bx + 18, y + 23))
+                f.arrow((bx + 95, y - 14), (bx + 95, y - 20), (sx + 13, y - 20))
+                f.box(sx - 30, y - 72, 60, 24, None, cls="warm")
+                f.text(sx, y - 55, ln, "what", anchor="middle")
+        f.arrow((sx, 268 + dy), (sx, 191 + dy))  # the stream, from x up through both additions
+        if pre:
+            f.arrow((sx, 169 + dy), (sx, 81 + dy))
+            f.arrow((sx, 59 + dy), (sx, 42 + dy))
+        else:
+            f.arrow((sx, 169 + dy), (sx, 155 + dy))
+            f.arrow((sx, 128 + dy), (sx, 81 + dy))
+            f.arrow((sx, 59 + dy), (sx, 45 + dy))
+
+    column(20, "pre-LN (GPT-2): x + Sublayer(LN(x))", True)
+    column(450, "post-LN (original): LN(x + Sublayer(x))", False)
+    f.text(20, 350, "In pre-LN the stream from x to the top is a plain sum, never normalised "
+           "inside the block; GPT-2 adds one final LayerNorm after the last block.")  # fmt: skip
+    f.save("block.svg")
+
+
+def sampling_filters() -> None:
+    # The package's own filters draw the bars, so the figure shows what the code does.
+    import torch
+
+    from mygpt.generation import apply_temperature, top_k_filter, top_p_filter
+
+    tokens = [" the", " a", " his", " my", " this", " one", " no", " that", " her", " our"]
+    logits = torch.tensor([3.0, 2.4, 1.9, 1.5, 1.2, 0.8, 0.5, 0.2, -0.1, -0.4])
+    panels = [
+        ("T = 1: as the model says", logits),
+        ("T = 0.5: sharper", apply_temperature(logits, 0.5)),
+        ("T = 2: flatter", apply_temperature(logits, 2.0)),
+        ("top-k, k = 3", top_k_filter(logits, 3)),
+        ("top-p, p = 0.8", top_p_filter(logits, 0.8)),
+    ]
+    f = Figure(
+        860, 290, "Temperature, top-k and top-p on one distribution",
+        "Five bar charts of the probabilities of the same ten candidate next tokens. Temperature "
+        "0.5 makes the largest bar larger and the tail smaller; temperature 2 flattens them. "
+        "Top-k with k = 3 keeps the three largest bars and renormalises them; top-p with p = 0.8 "
+        "keeps the smallest set of largest bars whose probabilities reach 0.8. Removed tokens "
+        "have probability 0, drawn as empty outlines.",
+    )  # fmt: skip
+    w, gap, top, height = 150, 22, 60, 150
+    for k, (title, filtered) in enumerate(panels):
+        ox = 20 + k * (w + gap)
+        shown = torch.softmax(filtered, dim=-1).tolist()  # renormalised over the kept tokens
+        kept = torch.isfinite(filtered).tolist()
+        f.text(ox, top - 26, title, "what")
+        f.parts.append(f'<line x1="{ox}" y1="{top + height}" x2="{ox + w}" '
+                       f'y2="{top + height}" stroke="#555" stroke-width="1"/>')  # fmt: skip
+        bw = w / 10
+        for i, (p, keep) in enumerate(zip(shown, kept)):
+            x = ox + i * bw + 1
+            if keep:
+                h = height * p / 0.8  # every panel on the same scale: full height = 0.8
+                f.parts.append(f'<rect class="dark" x="{x:.1f}" y="{top + height - h:.1f}" '
+                               f'width="{bw - 3:.1f}" height="{h:.1f}"/>')  # fmt: skip
+            else:
+                f.parts.append(f'<rect class="grey" x="{x:.1f}" y="{top + height - 12}" '
+                               f'width="{bw - 3:.1f}" height="12"/>')  # fmt: skip
+        f.text(ox, top + height + 18, f"largest: {max(shown):.2f}", "code")
+        f.text(ox, top + height + 34, f"kept: {sum(kept)} of 10", "code")
+    f.text(20, 272, "ten candidates: " + ",".join(tokens) + "  (illustrative logits; "
+           "bars after renormalising, empty boxes = probability 0)")  # fmt: skip
+    f.save("sampling-filters.svg")
+
+
 if __name__ == "__main__":
-    for draw in (tokenization, attention, gpt_stack, hub_names, classifier, instruction_mask,
-                 agent_loop):  # fmt: skip
+    for draw in (tokenization, attention, causal_mask, heads, block, gpt_stack, hub_names,
+                 sampling_filters, classifier, instruction_mask, agent_loop):  # fmt: skip
         draw()
     print("written:", ", ".join(sorted(p.name for p in HERE.glob("*.svg"))))
