@@ -12,6 +12,11 @@ So a notebook re-renders without re-training when nothing changed, any change to
 anew, and the same spec used by two sweeps (a shared baseline) is trained once. Floats survive
 the JSON round trip exactly, so a cached result is identical to a fresh one.
 
+Runs too long for a chapter's page are *shipped*: :func:`ship_experiment` writes the result,
+with where and how long it ran (:attr:`Result.provenance`), to :data:`SHIPPED_RUNS_DIR` inside
+the package, and :func:`run_experiment` reads a shipped result before its cache. A script beside
+the shipped files (``mygpt/results/ch7_sweeps.py``) runs a chapter's whole plan, resumably.
+
 The runs are meant to be tiny (seconds on a CPU), so they see text as **bytes**: the vocabulary is
 the 256 byte values instead of GPT-2's 50,257 BPE tokens. With a 64-wide model the 50,257-way
 output layer would cost most of the compute; with 256 outputs the blocks do. Every run trains on
@@ -24,10 +29,13 @@ import dataclasses
 import hashlib
 import json
 import math
+import platform
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from .checkpoint import atomic_write
 from .config import GPTConfig
@@ -35,7 +43,7 @@ from .data import create_dataloader, train_val_split
 from .device import dtype_named
 from .errors import ConfigError, TrainingError
 from .files import REGISTRY, read_text
-from .model import GPT
+from .model import GPT, Block
 from .paths import cache_dir
 from .training import History, TrainConfig, train
 
@@ -74,6 +82,10 @@ class ExperimentSpec:
         seed: seeds the initial weights, dropout and the data order.
         dtype: ``"float64"`` (default) or ``"float32"``: float64 makes a run's numbers the same
             on every CPU (see :class:`mygpt.zoo.Recipe`); for models this small it costs little.
+        norm, activation, positions: design choices that GPT-2 fixed, to measure what they buy
+            (see :func:`build_model`): ``norm`` ``"pre"`` (GPT-2) or ``"post"`` (the original
+            transformer), ``activation`` ``"gelu"`` or ``"relu"``, ``positions`` ``"learned"``
+            or ``"none"``. Part of the key only when they differ from GPT-2's.
     """
 
     model: GPTConfig = GPTConfig(
@@ -92,9 +104,17 @@ class ExperimentSpec:
     train_frac: float = 0.9
     seed: int = 0
     dtype: str = "float64"
+    norm: str = "pre"
+    activation: str = "gelu"
+    positions: str = "learned"
 
     def __post_init__(self) -> None:
         dtype_named(self.dtype)  # a ConfigError for an unknown type
+        for name, allowed in VARIANTS.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(
+                    f"ExperimentSpec.{name} must be one of {allowed}, got {getattr(self, name)!r}."
+                )
         if self.model.vocab_size != BYTE_VOCAB:
             raise ConfigError(
                 f"ExperimentSpec runs see bytes: model.vocab_size must be {BYTE_VOCAB}, "
@@ -165,9 +185,15 @@ class ExperimentSpec:
         )
 
     def to_dict(self) -> dict:
-        """The spec as plain JSON-able data: what the key hashes and the cache file records."""
+        """The spec as plain JSON-able data: what the key hashes and the cache file records.
+
+        The design-choice fields enter only when they differ from GPT-2's, so the keys of the
+        specs written before they existed stay what they were."""
         d = dataclasses.asdict(self)
         d["model"] = self.model.to_dict()
+        for name, allowed in VARIANTS.items():
+            if d[name] == allowed[0]:
+                del d[name]
         return d
 
     def key(self) -> str:
@@ -177,6 +203,46 @@ class ExperimentSpec:
         )
         text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+#: The design choices an :class:`ExperimentSpec` can change, GPT-2's first.
+VARIANTS = {
+    "norm": ("pre", "post"),
+    "activation": ("gelu", "relu"),
+    "positions": ("learned", "none"),
+}
+
+
+class PostLNBlock(Block):
+    """The original transformer's block (Vaswani et al., 2017): a LayerNorm *after* each
+    residual sum, ``ln1(x + attn(x))`` then ``ln2(x + mlp(x))``, instead of GPT-2's
+    ``x + attn(ln1(x))``. Same weights, same count; only where the normalisation sits."""
+
+    def forward(self, x, mask=None, kv_cache=None, layer: int = 0):
+        x = self.ln1(x + self.attn(x, mask=mask, kv_cache=kv_cache, layer=layer))
+        return self.ln2(x + self.mlp(x))
+
+
+def build_model(spec: ExperimentSpec) -> GPT:
+    """``GPT(spec.model)`` with the spec's design choices applied to the same initial weights,
+    so that a comparison changes one thing only:
+
+    - ``norm="post"``: every block computes as :class:`PostLNBlock`;
+    - ``activation="relu"``: ReLU instead of GELU in every feed-forward network;
+    - ``positions="none"``: the position table is zero and frozen; the causal mask is then the
+      only source of order (Haviv et al., 2022, show that language models learn positions
+      from it).
+    """
+    model = GPT(spec.model)
+    for block in model.blocks:
+        if spec.norm == "post":
+            block.__class__ = PostLNBlock  # same modules and weights, the other forward
+        if spec.activation == "relu":
+            block.mlp.act = nn.ReLU()
+    if spec.positions == "none":
+        nn.init.zeros_(model.pos_emb.weight)
+        model.pos_emb.weight.requires_grad_(False)  # the optimizer skips frozen weights
+    return model
 
 
 #: The :class:`~mygpt.training.History` fields with the type of their entries (checked on reading).
@@ -193,6 +259,8 @@ class Result:
         diverged: the loss became NaN/infinite (training raised :class:`TrainingError`), or the
             final validation loss is worse than guessing uniformly among the 256 bytes.
         error: the training error's message when training stopped early, else ``""``.
+        provenance: where and how the run was trained (``seconds``, ``threads``, ``torch``,
+            ``python``, ``machine``, ``processor``); informative only, so not compared.
     """
 
     spec: dict
@@ -200,6 +268,7 @@ class Result:
     diverged: bool
     error: str = ""
     key: str = field(default="", compare=False)
+    provenance: dict = field(default_factory=dict, compare=False)
 
     @property
     def final_val_loss(self) -> float:
@@ -213,15 +282,15 @@ class Result:
 
     def to_json(self) -> str:
         """The result as JSON (the cache file's content)."""
-        return json.dumps(
-            dict(
-                spec=self.spec,
-                history=dataclasses.asdict(self.history),
-                diverged=self.diverged,
-                error=self.error,
-            ),
-            indent=1,
+        d = dict(
+            spec=self.spec,
+            history=dataclasses.asdict(self.history),
+            diverged=self.diverged,
+            error=self.error,
         )
+        if self.provenance:
+            d["provenance"] = self.provenance
+        return json.dumps(d, indent=1)
 
     @classmethod
     def from_json(cls, text: str, key: str = "") -> Result:
@@ -232,8 +301,14 @@ class Result:
         lengths. A cache file is data from disk, so every field is checked before it is trusted.
         """
         d = json.loads(text)
-        if not isinstance(d, dict) or set(d) != {"spec", "history", "diverged", "error"}:
-            raise ValueError("a result is an object with exactly spec, history, diverged and error")
+        fields = {"spec", "history", "diverged", "error"}
+        if not isinstance(d, dict) or not fields <= set(d) <= fields | {"provenance"}:
+            raise ValueError(
+                "a result is an object with exactly spec, history, diverged and error "
+                "(and optionally provenance)"
+            )
+        if not isinstance(d.get("provenance", {}), dict):
+            raise ValueError("a result's provenance must be an object")
         if (
             not isinstance(d["spec"], dict)
             or type(d["diverged"]) is not bool
@@ -262,6 +337,7 @@ class Result:
             diverged=d["diverged"],
             error=d["error"],
             key=key,
+            provenance=d.get("provenance", {}),
         )
 
 
@@ -278,6 +354,21 @@ def shipped_result(name: str) -> dict:
         raise FileNotFoundError(f"No shipped result named {name!r} in {SHIPPED_RESULTS_DIR}; "
                                 f"there are: {', '.join(known) or 'none'}.")  # fmt: skip
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+#: Single runs shipped with the package, one ``<key>.json`` each (see :func:`ship_experiment`).
+SHIPPED_RUNS_DIR = SHIPPED_RESULTS_DIR / "runs"
+
+
+def _processor() -> str:
+    """The CPU's model name where the OS says it (Linux), else what ``platform`` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def experiments_dir() -> Path:
@@ -301,10 +392,11 @@ def _train(spec: ExperimentSpec) -> Result:
     # One thread: for a model this small, more threads mostly add overhead, and a fixed thread
     # count keeps floating-point sums in the same order on every machine (same numbers anywhere).
     torch.set_num_threads(1)
+    started = time.perf_counter()
     try:
         with torch.random.fork_rng(devices=[]):  # leave the caller's random state alone
             torch.manual_seed(spec.seed)
-            model = GPT(spec.model).to(dtype_named(spec.dtype))
+            model = build_model(spec).to(dtype_named(spec.dtype))
             try:
                 history = train(
                     model,
@@ -319,8 +411,20 @@ def _train(spec: ExperimentSpec) -> Result:
                 error = str(e)
     finally:
         torch.set_num_threads(threads)
+    provenance = {
+        "seconds": round(time.perf_counter() - started, 1),
+        "threads": 1,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "processor": _processor(),
+    }
     return Result(
-        spec=spec.to_dict(), history=history, diverged=_diverged(history, error, spec), error=error
+        spec=spec.to_dict(),
+        history=history,
+        diverged=_diverged(history, error, spec),
+        error=error,
+        provenance=provenance,
     )
 
 
@@ -359,6 +463,8 @@ def run_experiment(spec: ExperimentSpec, use_cache: bool = True) -> Result:
     regardless (and overwrites the cached result).
     """
     key = spec.key()
+    if use_cache and (shipped := _read_cached(SHIPPED_RUNS_DIR / f"{key}.json", spec, key)):
+        return shipped
     path = experiments_dir() / f"{key}.json"
     cached = _read_cached(path, spec, key) if use_cache else None
     if cached is not None:
@@ -368,6 +474,23 @@ def run_experiment(spec: ExperimentSpec, use_cache: bool = True) -> Result:
     text = result.to_json()
     atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
     return result
+
+
+def ship_experiment(spec: ExperimentSpec) -> Path:
+    """Run ``spec`` (or take it from the cache) and write it to :data:`SHIPPED_RUNS_DIR`, where
+    :func:`run_experiment` finds it on any machine; returns the file. Already shipped: nothing to
+    do. Writes atomically, so an interrupted plan resumes with the runs it had finished."""
+    path = SHIPPED_RUNS_DIR / f"{spec.key()}.json"
+    if _read_cached(path, spec, spec.key()) is None:
+        text = run_experiment(spec).to_json()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    return path
+
+
+def is_shipped(spec: ExperimentSpec) -> bool:
+    """Whether a usable result of ``spec`` is shipped with the package."""
+    return _read_cached(SHIPPED_RUNS_DIR / f"{spec.key()}.json", spec, spec.key()) is not None
 
 
 def sweep(base: ExperimentSpec, param: str, values, use_cache: bool = True) -> list[Result]:

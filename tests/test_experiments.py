@@ -229,3 +229,108 @@ def test_from_json_rejects_a_wrong_shape():
         ex.Result.from_json(
             '{"spec": {}, "history": {"val_loss": ["x"]}, "diverged": false, "error": ""}'
         )
+
+
+# --- shipped runs: a result written into the package is read before the cache ----------------
+
+
+@pytest.fixture
+def shipped_dir(tmp_path, monkeypatch):
+    directory = tmp_path / "shipped-runs"
+    monkeypatch.setattr(ex, "SHIPPED_RUNS_DIR", directory)
+    return directory
+
+
+def test_a_shipped_run_is_used_on_a_machine_that_never_trained_it(toy, shipped_dir):
+    before = ex.TRAIN_CALLS
+    path = ex.ship_experiment(toy)
+    assert ex.TRAIN_CALLS == before + 1 and path == shipped_dir / f"{toy.key()}.json"
+    assert ex.is_shipped(toy)
+    shipped = ex.Result.from_json(path.read_text(encoding="utf-8"))
+    assert shipped.provenance["threads"] == 1 and shipped.provenance["torch"] == torch.__version__
+    assert shipped.provenance["seconds"] >= 0 and shipped.provenance["processor"]
+    for cached in ex.experiments_dir().glob("*.json"):  # another machine: an empty cache
+        cached.unlink()
+    again = ex.run_experiment(toy)
+    assert ex.TRAIN_CALLS == before + 1  # read from the package, not trained
+    assert again == shipped and again.provenance == shipped.provenance
+    assert not list(ex.experiments_dir().glob("*.json"))  # and not copied into the cache
+    mtime = path.stat().st_mtime_ns
+    ex.ship_experiment(toy)  # already shipped: nothing to do
+    assert ex.TRAIN_CALLS == before + 1 and path.stat().st_mtime_ns == mtime
+
+
+def test_a_shipped_file_that_does_not_match_its_spec_is_not_used(toy, shipped_dir):
+    other = toy.replace(lr=3e-3)
+    shipped_dir.mkdir()
+    # other's result filed under toy's key: a stale or misnamed file
+    (shipped_dir / f"{toy.key()}.json").write_text(ex.run_experiment(other).to_json())
+    assert not ex.is_shipped(toy)
+    before = ex.TRAIN_CALLS
+    result = ex.run_experiment(toy)
+    assert ex.TRAIN_CALLS == before + 1 and result.spec == toy.to_dict()
+
+
+def test_provenance_is_optional_and_checked():
+    plain = '{"spec": {}, "history": %s, "diverged": false, "error": ""%s}'
+    history = '{"step": [], "tokens": [], "train_loss": [], "val_loss": [], "lr": []}'
+    assert ex.Result.from_json(plain % (history, "")).provenance == {}
+    with_it = ex.Result.from_json(plain % (history, ', "provenance": {"seconds": 1.5}'))
+    assert with_it.provenance == {"seconds": 1.5}
+    with pytest.raises(ValueError, match="provenance"):
+        ex.Result.from_json(plain % (history, ', "provenance": 3'))
+    with pytest.raises(ValueError, match="exactly"):
+        ex.Result.from_json(plain % (history, ', "extra": 1'))
+
+
+# --- design-choice variants: one change each, from the same initial weights -----------------
+
+
+def test_variants_change_one_thing_from_the_same_initial_weights(toy):
+    torch.manual_seed(0)
+    base = ex.build_model(toy)
+    x = torch.randint(0, 256, (2, 16))
+    for changes in [dict(norm="post"), dict(activation="relu"), dict(positions="none")]:
+        torch.manual_seed(0)
+        variant = ex.build_model(toy.replace(**changes))
+        same = [n for n, p in variant.state_dict().items() if torch.equal(p, base.state_dict()[n])]
+        if "positions" in changes:  # only the position table differs: zero, and frozen
+            assert set(base.state_dict()) - set(same) == {"pos_emb.weight"}
+            assert not variant.pos_emb.weight.any() and not variant.pos_emb.weight.requires_grad
+        else:
+            assert same == list(base.state_dict())
+        assert not torch.allclose(variant(x), base(x))  # and it computes something else
+
+
+def test_post_ln_block_normalises_after_each_sum(toy):
+    torch.manual_seed(0)
+    model = ex.build_model(toy.replace(norm="post"))
+    block = model.blocks[0]
+    assert isinstance(block, ex.PostLNBlock)
+    x = torch.randn(2, 16, 16)
+    h = block.ln1(x + block.attn(x))
+    torch.testing.assert_close(block(x), block.ln2(h + block.mlp(h)))
+
+
+def test_relu_and_no_positions_do_what_they_say(toy):
+    model = ex.build_model(toy.replace(activation="relu"))
+    assert all(isinstance(b.mlp.act, torch.nn.ReLU) for b in model.blocks)
+    # Without positions, a token's first-layer input is the same wherever it stands.
+    model = ex.build_model(toy.replace(positions="none"))
+    ids = torch.tensor([[5, 7, 5, 7]])
+    x = model.tok_emb(ids) + model.pos_emb(torch.arange(4))
+    assert torch.equal(x[0, 0], x[0, 2])
+
+
+def test_variant_fields_are_validated_and_keyed_only_when_changed(toy):
+    assert "norm" not in toy.to_dict() and "positions" not in toy.to_dict()
+    post = toy.replace(norm="post")
+    assert post.to_dict()["norm"] == "post" and post.key() != toy.key()
+    for field, bad in [("norm", "middle"), ("activation", "swish"), ("positions", "rotary")]:
+        with pytest.raises(ConfigError, match=field):
+            toy.replace(**{field: bad})
+
+
+def test_a_variant_trains_through_the_harness(toy):
+    result = ex.run_experiment(toy.replace(norm="post", activation="relu", positions="none"))
+    assert not result.diverged and result.spec["positions"] == "none"
