@@ -334,3 +334,38 @@ def test_variant_fields_are_validated_and_keyed_only_when_changed(toy):
 def test_a_variant_trains_through_the_harness(toy):
     result = ex.run_experiment(toy.replace(norm="post", activation="relu", positions="none"))
     assert not result.diverged and result.spec["positions"] == "none"
+
+
+# --- chapter 7's plan (mygpt/results/ch7_sweeps.py) -----------------------------------------
+
+
+def _ch7_plan():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(ex.__file__).parent / "results" / "ch7_sweeps.py"
+    module_spec = importlib.util.spec_from_file_location("ch7_sweeps", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module
+
+
+def test_chapter_7_plan_covers_the_knobs_with_three_seeds_each():
+    plan = _ch7_plan()
+    assert len(plan.SEEDS) >= 3
+    changed = {k for settings in plan.SWEEPS.values() for c in settings for k in c}
+    for knob in ["n_head", "lr", "warmup_steps", "weight_decay", "context_length", "n_layer",
+                 "norm", "tie_weights", "activation", "positions"]:  # fmt: skip
+        assert knob in changed, knob
+    runs = plan.plan()  # every spec valid (ExperimentSpec checks itself), keys distinct
+    assert len({s.key() for s in runs}) == len(runs)
+    base_keys = {plan.spec({}, seed).key() for seed in plan.SEEDS}
+    assert base_keys <= {s.key() for s in runs}  # the base run is in the plan, once per seed
+
+
+def test_depth_width_settings_have_equal_block_parameters():
+    plan = _ch7_plan()
+    counts = {
+        12 * s["n_layer"] * s["n_embd"] ** 2 for s in plan.SWEEPS["depth-width"]
+    }  # weights of attention and feed-forward, biases aside
+    assert len(counts) == 1
