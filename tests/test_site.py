@@ -192,6 +192,13 @@ Promise.all(images.map(img => img.decode().then(() => null, () => null))).then((
 });
 """
 
+# The longest line of each code cell (input) that needs a horizontal scrollbar.
+_WIDE_CODE_JS = """
+return Array.from(document.querySelectorAll('.cell_input div.highlight pre'))
+  .filter(pre => pre.scrollWidth > pre.clientWidth + 1)
+  .map(pre => pre.textContent.split('\\n').reduce((a, b) => (a.length >= b.length ? a : b)));
+"""
+
 # Rendered error outputs (myst-nb: "output traceback"/"output error") and docutils errors.
 _ERRORS_JS = """
 const selectors = ['.cell_output .traceback', '.cell_output .output.error', '.system-message',
@@ -268,6 +275,11 @@ def test_page_in_browser(
     code_blocks = browser.find_elements("css selector", "div.highlight pre")
     if code_blocks and not browser.find_elements("css selector", "button.copybtn"):
         problems.append(f"{len(code_blocks)} code blocks but no copy button (sphinx-copybutton)")
+
+    # The window is 1280 pixels wide: the code of every cell, at most 88 characters a line
+    # (test_notebooks_meta.py), must show whole, without a horizontal scrollbar (book/_static).
+    wide = browser.execute_script(_WIDE_CODE_JS)
+    problems += [f"code cell wider than the page: {line!r}" for line in wide]
 
     images = browser.execute_async_script(_IMAGES_JS)
     problems += [f"image does not decode: {img['src']}" for img in images if img["width"] == 0]
