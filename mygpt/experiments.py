@@ -547,3 +547,99 @@ def plot_sweep(param: str, values, results: list[Result], log_x: bool = False, t
         ax.set_ylim(bottom, top + 0.05)
     fig.tight_layout()
     return fig
+
+
+# --- several seeds per setting: means, spreads, effects in units of the seed noise ------------
+
+
+@dataclass(frozen=True)
+class SeedSummary:
+    """The final validation losses of one setting trained with several seeds.
+
+    ``mean`` and ``std`` (the sample standard deviation, ``ddof=1``) cover the runs that did not
+    diverge; ``diverged`` counts the others.
+    """
+
+    finals: tuple[float, ...]
+    diverged: int = 0
+
+    @property
+    def mean(self) -> float:
+        return sum(self.finals) / len(self.finals) if self.finals else math.nan
+
+    @property
+    def std(self) -> float:
+        n = len(self.finals)
+        if n < 2:
+            return math.nan
+        return math.sqrt(sum((x - self.mean) ** 2 for x in self.finals) / (n - 1))
+
+
+def summarize(results: list[Result]) -> SeedSummary:
+    """The :class:`SeedSummary` of one setting's runs (one :class:`Result` per seed)."""
+    ok = [r for r in results if not r.diverged]
+    return SeedSummary(tuple(r.final_val_loss for r in ok), len(results) - len(ok))
+
+
+def pooled_std(summaries: list[SeedSummary]) -> float:
+    """The seed noise of a sweep: the root of the mean within-setting variance, over the settings
+    with at least two finished runs (each setting's own spread says little with three seeds)."""
+    variances = [s.std**2 for s in summaries if len(s.finals) >= 2]
+    return math.sqrt(sum(variances) / len(variances)) if variances else math.nan
+
+
+def sweep_seeds(base: ExperimentSpec, settings: list[dict], seeds) -> list[list[Result]]:
+    """For each setting (a dict of changes to ``base``), its runs with every seed in ``seeds``."""
+    return [[run_experiment(base.replace(**c, seed=s)) for s in seeds] for c in settings]
+
+
+def seed_table(labels: list[str], summaries: list[SeedSummary]) -> str:
+    """One line per setting: mean ± standard deviation of the final loss, and its distance from
+    the best setting in units of the sweep's seed noise (:func:`pooled_std`)."""
+    noise = pooled_std(summaries)
+    best = min((s.mean for s in summaries if s.finals), default=math.nan)
+    width = max(len(label) for label in labels)
+    lines = [f"{'setting':>{width}} | final val (mean ± sd) | above the best, in seed sds"]
+    for label, s in zip(labels, summaries):
+        if not s.finals:
+            lines.append(f"{label:>{width}} | diverged ({s.diverged} of {s.diverged})")
+            continue
+        note = f" ({s.diverged} diverged)" if s.diverged else ""
+        lines.append(
+            f"{label:>{width}} | {s.mean:8.3f} ± {s.std:.3f}{'':>6} | "
+            f"{(s.mean - best) / noise:6.1f}{note}"
+        )
+    return "\n".join(lines)
+
+
+def plot_seed_sweep(
+    labels: list[str], runs: list[list[Result]], title: str = "", xlabel: str = "setting"
+):
+    """Two panels: each setting's validation curve (mean over seeds, with the band from the
+    lowest to the highest seed), and its final loss (mean, with error bars of one standard
+    deviation). Returns the matplotlib figure."""
+    import matplotlib.pyplot as plt  # lazy: only plotting needs matplotlib
+
+    fig, (curves, finals) = plt.subplots(1, 2, figsize=(10, 3.6))
+    summaries = []
+    for label, results in zip(labels, runs):
+        ok = [r for r in results if not r.diverged]
+        summaries.append(summarize(results))
+        if not ok:
+            continue
+        tokens = ok[0].history.tokens
+        stacked = [r.history.val_loss for r in ok]
+        mean = [sum(v) / len(v) for v in zip(*stacked)]
+        (line,) = curves.plot(tokens, mean, label=label)
+        curves.fill_between(tokens, [min(v) for v in zip(*stacked)],
+                            [max(v) for v in zip(*stacked)], color=line.get_color(), alpha=0.2)  # fmt: skip
+    curves.set(xlabel="training tokens", ylabel="validation loss (nats per byte)",
+               title=title or "validation loss, mean of the seeds")  # fmt: skip
+    curves.legend(fontsize=8)
+    xs = range(len(labels))
+    finals.errorbar(xs, [s.mean for s in summaries], yerr=[s.std for s in summaries],
+                    fmt="o", capsize=4)  # fmt: skip
+    finals.set_xticks(list(xs), labels)
+    finals.set(xlabel=xlabel, ylabel="final validation loss", title="mean ± one seed sd")
+    fig.tight_layout()
+    return fig

@@ -369,3 +369,37 @@ def test_depth_width_settings_have_equal_block_parameters():
         12 * s["n_layer"] * s["n_embd"] ** 2 for s in plan.SWEEPS["depth-width"]
     }  # weights of attention and feed-forward, biases aside
     assert len(counts) == 1
+
+
+# --- several seeds per setting ----------------------------------------------------------------
+
+
+def test_seed_summary_is_the_mean_and_sample_sd_of_the_finished_runs():
+    s = ex.SeedSummary((2.0, 2.2, 2.4))
+    assert s.mean == pytest.approx(2.2) and s.std == pytest.approx(0.2)  # ddof=1
+    assert math.isnan(ex.SeedSummary((2.0,)).std) and math.isnan(ex.SeedSummary(()).mean)
+    # pooled over settings: the root of the mean variance
+    pooled = ex.pooled_std([s, ex.SeedSummary((1.0, 1.4)), ex.SeedSummary((3.0,))])
+    assert pooled == pytest.approx(math.sqrt((0.04 + 0.08) / 2))
+
+
+def test_sweep_seeds_summaries_table_and_plot(toy):
+    settings = [dict(lr=1e-2), dict(lr=1e-3)]
+    runs = ex.sweep_seeds(toy, settings, seeds=[0, 1])
+    assert [[r.spec["seed"] for r in rs] for rs in runs] == [[0, 1], [0, 1]]
+    assert runs[0][0] == ex.run_experiment(toy.replace(lr=1e-2, seed=0))  # the same runs
+    summaries = [ex.summarize(rs) for rs in runs]
+    assert summaries[0].finals == tuple(r.final_val_loss for r in runs[0])
+    table = ex.seed_table(["1e-2", "1e-3"], summaries)
+    best = min(range(2), key=lambda i: summaries[i].mean)
+    assert table.splitlines()[1 + best].rstrip().endswith("0.0")  # the best is 0 sds above
+    fig = ex.plot_seed_sweep(["1e-2", "1e-3"], runs, xlabel="lr")
+    assert len(fig.axes) == 2
+
+
+def test_a_diverged_seed_is_counted_not_averaged(toy):
+    good = ex.run_experiment(toy)
+    bad = ex.Result(spec={}, history=good.history, diverged=True, error="nan")
+    s = ex.summarize([good, bad])
+    assert s.finals == (good.final_val_loss,) and s.diverged == 1
+    assert "diverged (1 of 1)" in ex.seed_table(["x"], [ex.summarize([bad])])
