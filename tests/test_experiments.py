@@ -340,14 +340,9 @@ def test_a_variant_trains_through_the_harness(toy):
 
 
 def _ch7_plan():
-    import importlib.util
-    from pathlib import Path
+    import mygpt.results.ch7_sweeps  # importable, so the chapter reads the plan, not a copy
 
-    path = Path(ex.__file__).parent / "results" / "ch7_sweeps.py"
-    module_spec = importlib.util.spec_from_file_location("ch7_sweeps", path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    return module
+    return mygpt.results.ch7_sweeps
 
 
 def test_chapter_7_plan_covers_the_knobs_with_three_seeds_each():
