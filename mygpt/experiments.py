@@ -598,7 +598,7 @@ def seed_table(labels: list[str], summaries: list[SeedSummary]) -> str:
     the best setting in units of the sweep's seed noise (:func:`pooled_std`)."""
     noise = pooled_std(summaries)
     best = min((s.mean for s in summaries if s.finals), default=math.nan)
-    width = max(len(label) for label in labels)
+    width = max(len("setting"), *(len(label) for label in labels))
     lines = [f"{'setting':>{width}} | final val (mean ± sd) | above the best, in seed sds"]
     for label, s in zip(labels, summaries):
         if not s.finals:
