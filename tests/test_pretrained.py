@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from hub_snapshot import prime_hub_cache  # tests/hub_snapshot.py
 from huggingface_hub import scan_cache_dir
-from huggingface_hub.file_download import repo_folder_name
 from safetensors.torch import load_file, save_file
 
 from mygpt.errors import CheckpointError, ConfigError
@@ -263,26 +263,6 @@ def test_unknown_name_lists_valid_names():
 
 
 # --- the Hub code path, offline, through huggingface_hub's real cache -------------------------
-
-
-def prime_hub_cache(cache: Path, repo_id: str, files: dict[str, Path], commit: str) -> None:
-    """Lay files out as ``hf_hub_download`` leaves them: blobs named by their Git/LFS hash,
-    snapshot entries linking to them, and ``refs/main`` naming the commit."""
-    repo = cache / repo_folder_name(repo_id=repo_id, repo_type="model")
-    (repo / "refs").mkdir(parents=True)
-    (repo / "refs" / "main").write_text(commit)
-    for filename, src in files.items():
-        data = src.read_bytes()
-        if filename.endswith(".safetensors"):  # an LFS file: blob named by its sha256
-            etag = hashlib.sha256(data).hexdigest()
-        else:  # a plain Git file: blob named by its Git object id
-            etag = hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
-        blob = repo / "blobs" / etag
-        blob.parent.mkdir(exist_ok=True)
-        blob.write_bytes(data)
-        link = repo / "snapshots" / commit / filename
-        link.parent.mkdir(parents=True, exist_ok=True)
-        link.symlink_to(os.path.relpath(blob, link.parent))
 
 
 HUB_SCRIPT = textwrap.dedent(
