@@ -7,7 +7,8 @@ exercised on checkpoints of the same layout and shapes with random weights, writ
 Used by the tests (``prime_hub_cache``) and, from the command line, to run the chapters' GPT-2
 branches offline:
 
-    python tests/hub_snapshot.py /tmp/hf-home        # GPT-2 124M with random weights
+    python tests/hub_snapshot.py /tmp/hf-home                  # GPT-2 124M, random weights
+    python tests/hub_snapshot.py /tmp/hf-home gpt2-medium gpt2-large   # and larger sizes
     HF_HOME=/tmp/hf-home HF_HUB_OFFLINE=1 jupyter execute book/05-gpt2-weights.ipynb ...
 """
 
@@ -45,13 +46,24 @@ def prime_hub_cache(cache: Path, repo_id: str, files: dict[str, Path], commit: s
         link.symlink_to(os.path.relpath(blob, link.parent))
 
 
-def build_gpt2_snapshot(hf_home: Path, repo_id: str = "openai-community/gpt2", seed: int = 0):
-    """Write GPT-2 (124M's configuration, random weights) into the Hub cache under ``hf_home``."""
+#: The Hub's GPT-2 sizes: repository and shape (the rest of GPT2Config is the same for all).
+SIZES = {
+    "gpt2": ("openai-community/gpt2", dict(n_embd=768, n_layer=12, n_head=12)),
+    "gpt2-medium": ("openai-community/gpt2-medium", dict(n_embd=1024, n_layer=24, n_head=16)),
+    "gpt2-large": ("openai-community/gpt2-large", dict(n_embd=1280, n_layer=36, n_head=20)),
+    "gpt2-xl": ("openai-community/gpt2-xl", dict(n_embd=1600, n_layer=48, n_head=25)),
+}
+
+
+def build_gpt2_snapshot(hf_home: Path, size: str = "gpt2", seed: int = 0) -> None:
+    """Write GPT-2 of ``size`` (its configuration, random weights) into the Hub cache under
+    ``hf_home``."""
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
+    repo_id, shape = SIZES[size]
     torch.manual_seed(seed)
-    model = GPT2LMHeadModel(GPT2Config())  # GPT-2 124M's shapes
+    model = GPT2LMHeadModel(GPT2Config(**shape))
     with tempfile.TemporaryDirectory() as tmp:
         model.save_pretrained(tmp)  # config.json + model.safetensors, as on the Hub
         files = {name: Path(tmp) / name for name in ("config.json", "model.safetensors")}
@@ -59,5 +71,7 @@ def build_gpt2_snapshot(hf_home: Path, repo_id: str = "openai-community/gpt2", s
 
 
 if __name__ == "__main__":
-    build_gpt2_snapshot(Path(sys.argv[1]))
-    print(f"GPT-2 124M (random weights) in the Hub cache under {sys.argv[1]}")
+    home, sizes = Path(sys.argv[1]), sys.argv[2:] or ["gpt2"]
+    for size in sizes:
+        build_gpt2_snapshot(home, size)
+        print(f"{size} (random weights) in the Hub cache under {home}", flush=True)
