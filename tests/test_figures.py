@@ -67,11 +67,8 @@ def test_figure_is_svg_with_title_and_description(svg: str) -> None:
 def test_drawn_figures_are_what_the_script_draws(tmp_path, monkeypatch) -> None:
     script = _load_script()
     monkeypatch.setattr(script, "HERE", tmp_path)
-    draws = [getattr(script, n) for n in dir(script) if n[0].islower()]
-    draws = [f for f in draws if callable(f) and f.__module__ == "make_figures"]
-    for draw in draws:
-        if draw.__code__.co_argcount == 0:
-            draw()
+    for draw in script.DRAWINGS:
+        draw()
     drawn = sorted(p.name for p in tmp_path.glob("*.svg"))
     assert len(drawn) >= 10
     for name in drawn:

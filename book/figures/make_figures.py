@@ -122,19 +122,9 @@ def attention() -> None:
         f.text(ox + j * s + s / 2 - 4, oy - 6, t, "what", anchor="middle")
     for i, t in enumerate(tokens):
         f.text(ox - 12, oy + i * s + s / 2 + 2, t, "what", anchor="end")
-        for j in range(4):
-            if j <= i:
-                w = weights[i][j]
-                shade = int(235 - 170 * w)
-                f.parts.append(
-                    f'<rect x="{ox + j * s}" y="{oy + i * s}" width="{s - 4}" height="{s - 4}" '
-                    f'rx="3" fill="rgb({shade},{shade + 12},{min(255, shade + 40)})" '
-                    f'stroke="#2b6cb0" stroke-width="0.8"/>'
-                )
-                f.text(ox + j * s + s / 2 - 2, oy + i * s + s / 2 + 2, f"{w:.2f}",
-                       "white" if w > 0.45 else "what", anchor="middle")  # fmt: skip
-            else:
-                f.cell(ox + j * s, oy + i * s, s - 4, s - 4, "–", "grey", "what")
+    rows = [row + [None] * (4 - len(row)) for row in weights]  # None: masked, after the query
+    _grid(f, ox, oy, s, rows, lambda w: "–" if w is None else f"{w:.2f}",
+          masked=lambda i, j: j > i, shade=lambda w: w)  # fmt: skip
     f.text(ox, oy + 4 * s + 22, "each row sums to 1; – : masked, after the query", "what")
     bx = 440
     f.box(bx, 60, 400, 80, "the output of 'moves' (row 3)",
@@ -470,8 +460,11 @@ def sampling_filters() -> None:
     f.save("sampling-filters.svg")
 
 
+#: Every figure this script draws, in the book's order.
+DRAWINGS = (tokenization, attention, causal_mask, heads, block, gpt_stack, hub_names,
+            sampling_filters, classifier, instruction_mask, agent_loop)  # fmt: skip
+
 if __name__ == "__main__":
-    for draw in (tokenization, attention, causal_mask, heads, block, gpt_stack, hub_names,
-                 sampling_filters, classifier, instruction_mask, agent_loop):  # fmt: skip
+    for draw in DRAWINGS:
         draw()
     print("written:", ", ".join(sorted(p.name for p in HERE.glob("*.svg"))))
