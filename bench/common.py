@@ -17,6 +17,8 @@ from collections.abc import Callable
 
 import torch
 
+from mygpt.device import processor_name
+
 
 def now() -> float:
     """A monotonic clock in seconds (``time.perf_counter``)."""
@@ -63,15 +65,7 @@ def paired_ratio(slow: list[float], fast: list[float]) -> float:
 
 def machine_info() -> dict:
     """Where and when a measurement ran: CPU, cores, threads, library versions, date."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    cpu = processor_name()
     info = {
         "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "cpu": cpu,

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import inspect
 import os
+import platform
 import random
+from pathlib import Path
 
 import torch
 
@@ -29,6 +31,18 @@ def get_device(prefer: str | None = None) -> torch.device:
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def processor_name() -> str:
+    """The CPU's model name where the OS says it (Linux's ``/proc/cpuinfo``), else what
+    ``platform`` knows (often only the architecture). Recorded beside measured results."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def seed_everything(seed: int) -> None:

@@ -30,6 +30,7 @@ import hashlib
 import json
 import math
 import platform
+import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +41,7 @@ from torch import nn
 from .checkpoint import atomic_write
 from .config import GPTConfig
 from .data import create_dataloader, train_val_split
-from .device import dtype_named
+from .device import dtype_named, processor_name
 from .errors import ConfigError, TrainingError
 from .files import REGISTRY, read_text
 from .model import GPT, Block
@@ -360,17 +361,6 @@ def shipped_result(name: str) -> dict:
 SHIPPED_RUNS_DIR = SHIPPED_RESULTS_DIR / "runs"
 
 
-def _processor() -> str:
-    """The CPU's model name where the OS says it (Linux), else what ``platform`` knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def experiments_dir() -> Path:
     """Where results are cached: ``<cache>/experiments``."""
     return cache_dir() / "experiments"
@@ -417,7 +407,7 @@ def _train(spec: ExperimentSpec) -> Result:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "machine": platform.machine(),
-        "processor": _processor(),
+        "processor": processor_name(),
     }
     return Result(
         spec=spec.to_dict(),
@@ -462,9 +452,9 @@ def run_experiment(spec: ExperimentSpec, use_cache: bool = True) -> Result:
     Training is deterministic, so both give the same numbers. ``use_cache=False`` trains
     regardless (and overwrites the cached result).
     """
-    key = spec.key()
-    if use_cache and (shipped := _read_cached(SHIPPED_RUNS_DIR / f"{key}.json", spec, key)):
+    if use_cache and (shipped := _shipped(spec)):
         return shipped
+    key = spec.key()
     path = experiments_dir() / f"{key}.json"
     cached = _read_cached(path, spec, key) if use_cache else None
     if cached is not None:
@@ -476,12 +466,17 @@ def run_experiment(spec: ExperimentSpec, use_cache: bool = True) -> Result:
     return result
 
 
+def _shipped(spec: ExperimentSpec) -> Result | None:
+    """The result of ``spec`` shipped with the package, or ``None``."""
+    return _read_cached(SHIPPED_RUNS_DIR / f"{spec.key()}.json", spec, spec.key())
+
+
 def ship_experiment(spec: ExperimentSpec) -> Path:
     """Run ``spec`` (or take it from the cache) and write it to :data:`SHIPPED_RUNS_DIR`, where
     :func:`run_experiment` finds it on any machine; returns the file. Already shipped: nothing to
     do. Writes atomically, so an interrupted plan resumes with the runs it had finished."""
     path = SHIPPED_RUNS_DIR / f"{spec.key()}.json"
-    if _read_cached(path, spec, spec.key()) is None:
+    if _shipped(spec) is None:
         text = run_experiment(spec).to_json()
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
@@ -490,7 +485,7 @@ def ship_experiment(spec: ExperimentSpec) -> Path:
 
 def is_shipped(spec: ExperimentSpec) -> bool:
     """Whether a usable result of ``spec`` is shipped with the package."""
-    return _read_cached(SHIPPED_RUNS_DIR / f"{spec.key()}.json", spec, spec.key()) is not None
+    return _shipped(spec) is not None
 
 
 def sweep(base: ExperimentSpec, param: str, values, use_cache: bool = True) -> list[Result]:
@@ -565,14 +560,11 @@ class SeedSummary:
 
     @property
     def mean(self) -> float:
-        return sum(self.finals) / len(self.finals) if self.finals else math.nan
+        return statistics.mean(self.finals) if self.finals else math.nan
 
     @property
     def std(self) -> float:
-        n = len(self.finals)
-        if n < 2:
-            return math.nan
-        return math.sqrt(sum((x - self.mean) ** 2 for x in self.finals) / (n - 1))
+        return statistics.stdev(self.finals) if len(self.finals) >= 2 else math.nan
 
 
 def summarize(results: list[Result]) -> SeedSummary:
