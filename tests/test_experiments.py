@@ -358,6 +358,20 @@ def test_chapter_7_plan_covers_the_knobs_with_three_seeds_each():
     assert base_keys <= {s.key() for s in runs}  # the base run is in the plan, once per seed
 
 
+def test_every_run_of_the_plan_is_shipped():
+    # The chapter reads these instead of training; a plan changed without re-running
+    # `python mygpt/results/ch7_sweeps.py` fails here first.
+    missing = [s for s in _ch7_plan().plan() if not ex.is_shipped(s)]
+    assert not missing, f"{len(missing)} runs not shipped, e.g. {missing[0]}"
+
+
+def test_shipped_runs_say_where_they_ran():
+    for spec in _ch7_plan().plan()[:5]:
+        result = ex.run_experiment(spec)
+        assert {"seconds", "processor", "torch"} <= result.provenance.keys()
+        assert result.history.step[-1] == spec.steps
+
+
 def test_depth_width_settings_have_equal_block_parameters():
     plan = _ch7_plan()
     counts = {

@@ -60,6 +60,8 @@ SWEEPS: dict[str, list[dict]] = {
         dict(n_layer=16, n_embd=64, n_head=2),
     ],
     "norm": [dict(norm="pre"), dict(norm="post")],
+    # Post-LN again at a third of the rate: is it the block, or the block at this rate?
+    "norm-lr-1e-3": [dict(norm="pre", lr=1e-3), dict(norm="post", lr=1e-3)],
     "tied": [dict(tie_weights=True), dict(tie_weights=False)],
     "activation": [dict(activation="gelu"), dict(activation="relu")],
     "positions": [dict(positions="learned"), dict(positions="none")],
