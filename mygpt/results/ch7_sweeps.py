@@ -65,6 +65,8 @@ SWEEPS: dict[str, list[dict]] = {
     "tied": [dict(tie_weights=True), dict(tie_weights=False)],
     "activation": [dict(activation="gelu"), dict(activation="relu")],
     "positions": [dict(positions="learned"), dict(positions="none")],
+    # The smallest model of "size" at the rates around its best (its 3e-3 run is in "size").
+    "lr-small": [dict(n_layer=2, n_embd=64, n_head=2, lr=lr) for lr in (1e-3, 1e-2, 3e-2)],
     "size": [
         dict(n_layer=2, n_embd=64, n_head=2),
         dict(n_layer=4, n_embd=128, n_head=4),
