@@ -73,7 +73,7 @@ from .training import (
     perplexity,
     train,
 )
-from .zoo import book_model, pretrained_history, small_pretrained
+from .zoo import book_model, fine_tuning_base, pretrained_history, small_pretrained
 
 __version__ = "0.1.0"
 
@@ -142,6 +142,7 @@ __all__ = [
     "load_classifier",
     "small_pretrained",
     "book_model",
+    "fine_tuning_base",
     "pretrained_history",
     "instruct",
     "agent",

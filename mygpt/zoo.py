@@ -579,3 +579,36 @@ def book_model(device=None, verbose: bool = True) -> GPT:
     tokenizer, 4 blocks x 256 wide, trained for hours on Shakespeare and WikiText-2 and shipped
     with the package in GPT-2's Hub layout (``mygpt/models/book/``, SHA-256 checked)."""
     return small_pretrained("book", device=device, verbose=verbose)
+
+
+#: What :func:`fine_tuning_base` prints when it picks the book's model, by reason.
+_BASE_NOTES = {
+    "cpu": (
+        "On a CPU this chapter starts from the book's model: fine-tuning GPT-2 124M takes "
+        "over ten times as long there (on a GPU it starts from GPT-2)."
+    ),
+    "no weights": "GPT-2's weights cannot be loaded here, so this chapter starts from the "
+    "book's model.",
+}
+
+
+def fine_tuning_base(device=None, verbose: bool = True) -> tuple[GPT, str]:
+    """The model a fine-tuning chapter starts from, and its name: ``"GPT-2 124M"`` or
+    ``"book's model"``.
+
+    GPT-2 124M when an accelerator (CUDA or MPS) is present and its weights can be loaded; the
+    book's model otherwise. On a CPU the book's model is chosen even when GPT-2 could be
+    downloaded: a training step of GPT-2 124M costs over ten times as much there as one of the
+    book's model (``bench/book.py`` measures it), and a chapter takes hundreds to thousands. So a reader without a GPU gets the page as it is published, with or without
+    network access. With ``verbose``, one line says which model was chosen and why.
+    """
+    device = get_device(device)
+    reason = "cpu"
+    if device.type != "cpu":
+        try:
+            return load_pretrained("gpt2", device=device), "GPT-2 124M"
+        except CheckpointError:
+            reason = "no weights"
+    if verbose:
+        print(_BASE_NOTES[reason])
+    return book_model(device=device, verbose=verbose), "book's model"

@@ -327,3 +327,49 @@ def test_hub_offline_without_cached_files_raises_clear_error(hub_run):
         assert "HF_HUB_OFFLINE" in message, message
         assert "local directory" in message
     assert "openai-community/gpt2-medium" in hub_run[0]["gpt2-medium@None"]
+
+
+# --- which model the fine-tuning chapters start from ------------------------------------------
+
+BASE_SCRIPT = textwrap.dedent(
+    """
+    import json
+    from mygpt.zoo import fine_tuning_base
+    out = {}
+    for device in ("cpu", "meta"):  # meta: a device that is not the CPU, as a GPU is
+        gpt, name = fine_tuning_base(device)
+        out[device] = [name, gpt.config.n_layer, gpt.tok_emb.weight.device.type]
+    print(json.dumps(out))
+    """
+)
+
+
+def _starting_models(hub_cache: Path) -> tuple[dict, str]:
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "HF_HUB_CACHE": str(hub_cache),
+        "PYTHONPATH": str(ROOT),
+    }
+    run = subprocess.run(
+        [sys.executable, "-c", BASE_SCRIPT], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.strip().splitlines()
+    return json.loads(lines[-1]), "\n".join(lines[:-1])
+
+
+def test_fine_tuning_starts_from_gpt2_only_off_the_cpu(hub_run):
+    # GPT-2 loads from the cache, yet on the CPU the book's model is chosen, and said why.
+    out, printed = _starting_models(hub_run[1])
+    assert out["cpu"] == ["book's model", 4, "cpu"]
+    assert out["meta"][0] == "GPT-2 124M" and out["meta"][2] == "meta"
+    assert out["meta"][1] == tiny_hf().config.n_layer  # the cached checkpoint, not the book's
+    assert "On a CPU this chapter starts from the book's model" in printed
+
+
+def test_fine_tuning_without_gpt2_weights_starts_from_the_book_model(tmp_path):
+    out, printed = _starting_models(tmp_path)  # an empty Hub cache
+    assert out["cpu"][0] == out["meta"][0] == "book's model"
+    assert out["meta"][2] == "meta"
+    assert "GPT-2's weights cannot be loaded here" in printed
