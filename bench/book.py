@@ -4,13 +4,21 @@ Chapters are the notebooks listed in ``_toc.yml`` (or given by name). Each one r
 with ``nbclient`` (nothing is written back), from the ``book/`` directory, in this process's
 environment: set ``MYGPT_DATA_DIR``, ``TIKTOKEN_CACHE_DIR`` and ``HF_HUB_OFFLINE`` as ``.ci/run``
 does. The time includes the kernel's start and stop; the slowest cells are named too.
+
+:func:`run_online` runs the chapters' GPT-2 branches instead, the ones a reader with network
+access takes: GPT-2's Hub repositories with random weights (``tests/hub_snapshot.py``) stand in
+for OpenAI's, so the outputs mean nothing; what counts is that every cell runs, and how long.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import re
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 from common import now
@@ -47,13 +55,46 @@ def chapters_in_toc(toc: Path = ROOT / "_toc.yml") -> list[Path]:
     return paths
 
 
+#: The chapters that load GPT-2 when its weights can be loaded, on a CPU as well, and the sizes
+#: each loads. Chapters 8 and 9 fine-tune GPT-2 only on a GPU (``mygpt.fine_tuning_base``): on
+#: a CPU they take the same path with or without GPT-2, which the offline run already checks.
+ONLINE_CHAPTERS = {
+    "05-gpt2-weights": ("gpt2", "gpt2-medium", "gpt2-large"),
+    "06-sampling": ("gpt2",),
+}
+
+#: The limits of the online runs: a cell may take at most this long when the book executes
+#: its notebooks (``_config.yml``, ``execute: timeout``) ...
+ONLINE_CELL_LIMIT_S = 600
+#: ... and the GPT-2 branches together at most this long.
+ONLINE_TOTAL_BUDGET_S = 45 * 60
+
+#: Text that each chapter prints only when GPT-2 was loaded: proof that the branch ran.
+ONLINE_MARKERS = {
+    "05-gpt2-weights": "model: OpenAI's GPT-2 124M weights",
+    "06-sampling": "share of samples that stopped, per temperature",
+}
+
+
 def _seconds(a: str, b: str) -> float:
     parse = lambda s: dt.datetime.fromisoformat(s.replace("Z", "+00:00"))  # noqa: E731
     return (parse(b) - parse(a)).total_seconds()
 
 
-def time_notebook(path: Path, timeout: int = 1800) -> dict:
-    """Execute one notebook in a fresh kernel; its wall time and its three slowest cells."""
+def _printed(nb) -> str:
+    """Everything the executed notebook's cells printed or displayed as text."""
+    parts = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            parts.append(out.get("text", ""))
+            parts.append(out.get("data", {}).get("text/plain", ""))
+    return "\n".join(p if isinstance(p, str) else "".join(p) for p in parts)
+
+
+def time_notebook(path: Path, timeout: int = 1800, marker: str | None = None) -> dict:
+    """Execute one notebook in a fresh kernel; its wall time and its three slowest cells.
+
+    With ``marker``, a run whose outputs do not contain it counts as failed."""
     import nbformat
     from nbclient import NotebookClient
 
@@ -71,6 +112,8 @@ def time_notebook(path: Path, timeout: int = 1800) -> dict:
     except Exception as exc:  # a failing chapter is reported, not fatal to the benchmark
         error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1][:200] if str(exc).strip() else ''}"
     seconds = now() - start
+    if error is None and marker is not None and marker not in _printed(nb):
+        error = f"the outputs lack {marker!r}: the branch it marks did not run"
     cells = []
     for i, cell in enumerate(nb.cells):
         timing = cell.get("metadata", {}).get("execution", {})
@@ -106,7 +149,7 @@ def time_notebook(path: Path, timeout: int = 1800) -> dict:
     }
 
 
-def run(chapters: list[str] | None = None, log=print) -> dict:
+def run(chapters: list[str] | None = None, log=print, markers: dict | None = None) -> dict:
     """Time every chapter (or the named ones); returns a JSON-able dict."""
     for key, value in QUIET_ENV.items():
         os.environ.setdefault(key, value)
@@ -120,7 +163,7 @@ def run(chapters: list[str] | None = None, log=print) -> dict:
     rows = []
     for path in paths:
         log(f"  {path.stem} ...")
-        rows.append(time_notebook(path))
+        rows.append(time_notebook(path, marker=(markers or {}).get(path.stem)))
         log(
             f"  {path.stem}: {rows[-1]['seconds']:.0f} s"
             + (f" (FAILED: {rows[-1]['error']})" if rows[-1]["error"] else "")
@@ -141,3 +184,104 @@ def run(chapters: list[str] | None = None, log=print) -> dict:
             )
         },
     }
+
+
+def run_online(chapters: list[str] | None = None, log=print) -> dict:
+    """Time the GPT-2 branches: :data:`ONLINE_CHAPTERS` (or the named ones) with GPT-2's Hub
+    repositories, random weights, in a Hugging Face cache and ``HF_HUB_OFFLINE=1``.
+
+    The cache is built in a temporary directory (about 4.7 GB with the three sizes of chapter 5)
+    and removed afterwards; ``MYGPT_HUB_SNAPSHOT`` names a directory to build it in and keep, or
+    to reuse. Each chapter must print its :data:`ONLINE_MARKERS` text.
+    """
+    sys.path.insert(0, str(ROOT / "tests"))
+    from hub_snapshot import SIZES, build_gpt2_snapshot
+
+    names = [Path(c).stem for c in chapters] if chapters else list(ONLINE_CHAPTERS)
+    sizes = sorted(
+        {s for n in names for s in ONLINE_CHAPTERS.get(n, ("gpt2",))}, key=list(SIZES).index
+    )
+    keep = os.environ.get("MYGPT_HUB_SNAPSHOT")
+    tmp = None if keep else tempfile.TemporaryDirectory(prefix="mygpt-hub-")
+    home = Path(keep or tmp.name)
+    saved = {k: os.environ.get(k) for k in ("HF_HOME", "HF_HUB_CACHE", "HF_HUB_OFFLINE")}
+    try:
+        for size in sizes:
+            repo = home / "hub" / f"models--{SIZES[size][0].replace('/', '--')}"
+            if not repo.exists():
+                log(f"  writing {size} with random weights into the Hub cache {home} ...")
+                build_gpt2_snapshot(home, size)
+        os.environ.update(HF_HOME=str(home), HF_HUB_OFFLINE="1")
+        os.environ.pop("HF_HUB_CACHE", None)
+        result = run(names, log, markers=ONLINE_MARKERS)
+        for row in result["rows"]:  # the offline budgets do not apply; the cell limit does
+            row["budget_seconds"] = None
+            if row["slowest_cells"] and row["slowest_cells"][0]["seconds"] > ONLINE_CELL_LIMIT_S:
+                row["error"] = row["error"] or f"a cell took over {ONLINE_CELL_LIMIT_S} s"
+        result.update(
+            total_budget_seconds=ONLINE_TOTAL_BUDGET_S,
+            cell_limit_seconds=ONLINE_CELL_LIMIT_S,
+            sizes=sizes,
+        )
+        log("  chapter 8's fine-tuning step with GPT-2 124M on this CPU ...")
+        # In a fresh Python: huggingface_hub reads HF_HOME when it is first imported.
+        code = "import book, json; print(json.dumps(book.gpt2_fine_tuning_step()))"
+        measured = subprocess.run(
+            [sys.executable, "-c", code], cwd=Path(__file__).parent, env=os.environ,
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        result["gpt2_fine_tuning"] = json.loads(measured.stdout.strip().splitlines()[-1])
+        log(f"  {result['gpt2_fine_tuning']}")
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        if tmp is not None:
+            tmp.cleanup()
+    return result
+
+
+def gpt2_fine_tuning_step(repeats: int = 3) -> dict:
+    """Seconds per training step of chapter 8's main run on this machine's CPU: batches of 8
+    messages of 64 tokens, the last block and the head trained; GPT-2 124M (from the Hub cache)
+    in float64 (the chapters' dtype on a CPU) and float32, the book's model in float64; and the
+    main run's number of steps."""
+    import statistics
+
+    import torch
+    import torch.nn.functional as F
+    from common import time_call
+
+    import mygpt
+    from mygpt import finetune as ft
+    from mygpt.training import configure_optimizer
+
+    rows = ft.balance_classes(mygpt.data.load_sms_spam(), seed=123)
+    train_rows = ft.split_rows(rows, (0.7, 0.1, 0.2), seed=123)[0]
+    batch, length, epochs = 8, 64, 3  # chapter 8's settings
+    out = {"batch": batch, "tokens": length, "steps": epochs * -(-len(train_rows) // batch)}
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 50257, (batch, length), generator=gen)
+    lengths, y = torch.full((batch,), length), torch.randint(0, 2, (batch,), generator=gen)
+    runs = {
+        "gpt2_float64": lambda: mygpt.load_pretrained("gpt2", dtype=torch.float64),
+        "gpt2_float32": lambda: mygpt.load_pretrained("gpt2"),
+        "book_float64": lambda: mygpt.book_model(verbose=False).double(),
+    }
+    for name, load in runs.items():
+        gpt = load()
+        clf = ft.GPTClassifier(gpt, ["ham", "spam"], "mean", length).to(gpt.lm_head.weight.dtype)
+        ft.set_trainable(clf, "last")
+        optimizer = configure_optimizer(clf, 1e-3, weight_decay=0.1)
+
+        def step(clf=clf, optimizer=optimizer):
+            loss = F.cross_entropy(clf(x, lengths), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+
+        step()  # the first step allocates the optimizer's state
+        out[f"seconds_per_step_{name}"] = statistics.median(time_call(step) for _ in range(repeats))
+    return out

@@ -197,6 +197,29 @@ def book_table(res: dict) -> str:
     return table(["chapter", "seconds", "budget", "status"], rows)
 
 
+def book_online_table(res: dict) -> str:
+    """The GPT-2 branches: seconds per chapter and its slowest cell, against the cell limit."""
+    rows = [
+        [
+            r["chapter"],
+            f"{r['seconds']:.0f}",
+            f"{r['slowest_cells'][0]['seconds']:.0f}" if r["slowest_cells"] else "",
+            r["error"] or "ok",
+        ]
+        for r in res["rows"]
+    ]
+    total_ok = res["total_seconds"] <= res["total_budget_seconds"]
+    rows.append(
+        [
+            "total",
+            f"{res['total_seconds']:.0f}",
+            f"limit {res['cell_limit_seconds']}",
+            f"{'ok' if total_ok else 'OVER BUDGET'} (budget {res['total_budget_seconds']:.0f})",
+        ]
+    )
+    return table(["chapter (GPT-2 branch)", "seconds", "slowest cell", "status"], rows)
+
+
 def plot_decode(res: dict, ax=None):
     """Bar chart of tokens/s per variant at batch 1 and 8, with each variant's bandwidth limit."""
     import matplotlib.pyplot as plt
@@ -305,5 +328,6 @@ TABLES = {
     "train": train_table,
     "tokenizer": tokenizer_table,
     "book": book_table,
+    "book_online": book_online_table,
 }
 PLOTS = {"decode": plot_decode, "train": plot_train, "tokenizer": plot_tokenizer, "book": plot_book}

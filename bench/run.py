@@ -3,7 +3,8 @@
     python bench/run.py                 # decode, quality, train, tokenizer: about 10 minutes
     python bench/run.py --quick         # shorter runs of the same (results in bench/results/quick/)
     python bench/run.py --only decode   # some sections only (decode quality train tokenizer book)
-    python bench/run.py --book          # also time every chapter of the book (about 20 minutes)
+    python bench/run.py --book          # also time every chapter, offline and online (~40 min)
+    python bench/run.py --only book_online  # the chapters' GPT-2 branches, on random GPT-2s
     python bench/run.py --compile       # also time a torch.compile'd training step
 
 Set the environment as CI does (``MYGPT_DATA_DIR``, ``TIKTOKEN_CACHE_DIR``, ``HF_HUB_OFFLINE=1``)
@@ -28,7 +29,7 @@ import report  # noqa: E402
 import torch  # noqa: E402
 from common import machine_info  # noqa: E402
 
-SECTIONS = ("decode", "quality", "train", "tokenizer", "book")
+SECTIONS = ("decode", "quality", "train", "tokenizer", "book", "book_online")
 
 
 def run_section(name: str, args) -> dict:
@@ -54,6 +55,10 @@ def run_section(name: str, args) -> dict:
         import book
 
         return book.run(args.chapters, log)
+    if name == "book_online":
+        import book
+
+        return book.run_online(args.chapters, log)
     raise ValueError(name)
 
 
@@ -96,13 +101,13 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    sections = args.only or [s for s in SECTIONS if s != "book" or args.book]
+    sections = args.only or [s for s in SECTIONS if not s.startswith("book") or args.book]
     out = args.out or (HERE / "results" / "quick" if args.quick else HERE / "results")
     out.mkdir(parents=True, exist_ok=True)
 
     meta = machine_info()
     meta.update(quick=args.quick, command="python bench/run.py " + " ".join(sys.argv[1:]))
-    start = time.perf_counter()
+    start, failed = time.perf_counter(), []
     for name in sections:
         print(f"\n== {name} ==", flush=True)
         t0 = time.perf_counter()
@@ -118,7 +123,10 @@ def main() -> None:
         save_plot(name, result, out)
         if name in report.TABLES:
             print(report.TABLES[name](result), flush=True)
+        failed += [r["chapter"] for r in result.get("rows", []) if r.get("error")]
     print(f"\nresults in {out} ({time.perf_counter() - start:.0f} s)")
+    if failed:  # a chapter that failed fails the command (CI runs the GPT-2 branches this way)
+        sys.exit(f"failed: {', '.join(failed)}")
 
 
 if __name__ == "__main__":
