@@ -3,7 +3,7 @@
     python bench/run.py                 # decode, quality, train, tokenizer: about 10 minutes
     python bench/run.py --quick         # shorter runs of the same (results in bench/results/quick/)
     python bench/run.py --only decode   # some sections only (decode quality train tokenizer book)
-    python bench/run.py --book          # also time every chapter, offline and online (~40 min)
+    python bench/run.py --book          # also time every page, offline and online (~30 min)
     python bench/run.py --only book_online  # the chapters' GPT-2 branches, on random GPT-2s
     python bench/run.py --compile       # also time a torch.compile'd training step
 
