@@ -194,6 +194,8 @@ def run_online(chapters: list[str] | None = None, log=print) -> dict:
     and removed afterwards; ``MYGPT_HUB_SNAPSHOT`` names a directory to build it in and keep, or
     to reuse. Each chapter must print its :data:`ONLINE_MARKERS` text.
     """
+    from huggingface_hub.file_download import repo_folder_name
+
     sys.path.insert(0, str(ROOT / "tests"))
     from hub_snapshot import SIZES, build_gpt2_snapshot
 
@@ -207,8 +209,8 @@ def run_online(chapters: list[str] | None = None, log=print) -> dict:
     saved = {k: os.environ.get(k) for k in ("HF_HOME", "HF_HUB_CACHE", "HF_HUB_OFFLINE")}
     try:
         for size in sizes:
-            repo = home / "hub" / f"models--{SIZES[size][0].replace('/', '--')}"
-            if not repo.exists():
+            repo = home / "hub" / repo_folder_name(repo_id=SIZES[size][0], repo_type="model")
+            if not repo.exists():  # written by an earlier run with MYGPT_HUB_SNAPSHOT
                 log(f"  writing {size} with random weights into the Hub cache {home} ...")
                 build_gpt2_snapshot(home, size)
         os.environ.update(HF_HOME=str(home), HF_HUB_OFFLINE="1")
@@ -251,7 +253,6 @@ def gpt2_fine_tuning_step(repeats: int = 3) -> dict:
     import statistics
 
     import torch
-    import torch.nn.functional as F
     from common import time_call
 
     import mygpt
@@ -277,7 +278,7 @@ def gpt2_fine_tuning_step(repeats: int = 3) -> dict:
         optimizer = configure_optimizer(clf, 1e-3, weight_decay=0.1)
 
         def step(clf=clf, optimizer=optimizer):
-            loss = F.cross_entropy(clf(x, lengths), y)
+            loss = ft.classification_loss(clf, (x, lengths, y))  # train_classifier's loss
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

@@ -167,6 +167,14 @@ def book_summary(res: dict) -> dict:
     }
 
 
+def _chapter_table(res: dict, headers: list[str], row, total: list[str]) -> str:
+    """A table of chapter timings: ``row(r)`` for each chapter, then ``["total", seconds,
+    *total]``."""
+    rows = [row(r) for r in res["rows"]]
+    rows.append(["total", f"{res['total_seconds']:.0f}", *total])
+    return table(headers, rows)
+
+
 def book_table(res: dict) -> str:
     """The book: seconds per chapter and in total, against each budget and the total one."""
 
@@ -176,48 +184,29 @@ def book_table(res: dict) -> str:
             return r["error"]
         return "ok (no budget)" if verdict is None else "ok" if verdict else "OVER BUDGET"
 
-    rows = [
-        [
-            r["chapter"],
-            f"{r['seconds']:.0f}",
-            "" if r.get("budget_seconds") is None else f"{r['budget_seconds']}",
-            status(r),
-        ]
-        for r in res["rows"]
-    ]
+    def row(r: dict) -> list[str]:
+        budget = "" if r.get("budget_seconds") is None else f"{r['budget_seconds']}"
+        return [r["chapter"], f"{r['seconds']:.0f}", budget, status(r)]
+
     total_ok = res["total_seconds"] <= res["total_budget_seconds"]
-    rows.append(
-        [
-            "total",
-            f"{res['total_seconds']:.0f}",
-            f"{res['total_budget_seconds']:.0f}",
-            "ok" if total_ok else "OVER BUDGET",
-        ]
-    )
-    return table(["chapter", "seconds", "budget", "status"], rows)
+    total = [f"{res['total_budget_seconds']:.0f}", "ok" if total_ok else "OVER BUDGET"]
+    return _chapter_table(res, ["chapter", "seconds", "budget", "status"], row, total)
 
 
 def book_online_table(res: dict) -> str:
     """The GPT-2 branches: seconds per chapter and its slowest cell, against the cell limit."""
-    rows = [
-        [
-            r["chapter"],
-            f"{r['seconds']:.0f}",
-            f"{r['slowest_cells'][0]['seconds']:.0f}" if r["slowest_cells"] else "",
-            r["error"] or "ok",
-        ]
-        for r in res["rows"]
-    ]
+
+    def row(r: dict) -> list[str]:
+        slowest = f"{r['slowest_cells'][0]['seconds']:.0f}" if r["slowest_cells"] else ""
+        return [r["chapter"], f"{r['seconds']:.0f}", slowest, r["error"] or "ok"]
+
     total_ok = res["total_seconds"] <= res["total_budget_seconds"]
-    rows.append(
-        [
-            "total",
-            f"{res['total_seconds']:.0f}",
-            f"limit {res['cell_limit_seconds']}",
-            f"{'ok' if total_ok else 'OVER BUDGET'} (budget {res['total_budget_seconds']:.0f})",
-        ]
-    )
-    return table(["chapter (GPT-2 branch)", "seconds", "slowest cell", "status"], rows)
+    total = [
+        f"limit {res['cell_limit_seconds']}",
+        f"{'ok' if total_ok else 'OVER BUDGET'} (budget {res['total_budget_seconds']:.0f})",
+    ]
+    headers = ["chapter (GPT-2 branch)", "seconds", "slowest cell", "status"]
+    return _chapter_table(res, headers, row, total)
 
 
 def plot_decode(res: dict, ax=None):

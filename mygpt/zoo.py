@@ -599,8 +599,9 @@ def fine_tuning_base(device=None, verbose: bool = True) -> tuple[GPT, str]:
     GPT-2 124M when an accelerator (CUDA or MPS) is present and its weights can be loaded; the
     book's model otherwise. On a CPU the book's model is chosen even when GPT-2 could be
     downloaded: a training step of GPT-2 124M costs over ten times as much there as one of the
-    book's model (``bench/book.py`` measures it), and a chapter takes hundreds to thousands. So a reader without a GPU gets the page as it is published, with or without
-    network access. With ``verbose``, one line says which model was chosen and why.
+    book's model (``bench/book.py`` measures it), and a chapter takes hundreds to thousands. So
+    a reader without a GPU gets the page as it is published, with or without network access.
+    With ``verbose``, one line says which model was chosen and why.
     """
     device = get_device(device)
     reason = "cpu"
