@@ -607,9 +607,13 @@ def fine_tuning_base(device=None, verbose: bool = True) -> tuple[GPT, str]:
     reason = "cpu"
     if device.type != "cpu":
         try:
-            return load_pretrained("gpt2", device=device), "GPT-2 124M"
+            model = load_pretrained("gpt2", device=device)
         except CheckpointError:
             reason = "no weights"
+        else:
+            if verbose:
+                print(f"On this {device.type} device this chapter starts from GPT-2 124M.")
+            return model, "GPT-2 124M"
     if verbose:
         print(_BASE_NOTES[reason])
     return book_model(device=device, verbose=verbose), "book's model"

@@ -366,6 +366,7 @@ def test_fine_tuning_starts_from_gpt2_only_off_the_cpu(hub_run):
     assert out["meta"][0] == "GPT-2 124M" and out["meta"][2] == "meta"
     assert out["meta"][1] == tiny_hf().config.n_layer  # the cached checkpoint, not the book's
     assert "On a CPU this chapter starts from the book's model" in printed
+    assert "On this meta device this chapter starts from GPT-2 124M." in printed
 
 
 def test_fine_tuning_without_gpt2_weights_starts_from_the_book_model(tmp_path):
