@@ -62,12 +62,6 @@ ONLINE_CHAPTERS = {
     "05-gpt2-weights": ("gpt2", "gpt2-medium", "gpt2-large"),
     "06-sampling": ("gpt2",),
 }
-#: The chapters that fine-tune GPT-2 124M when a GPU is present: timed too on a machine with one.
-GPU_CHAPTERS = {
-    "08-classification": ("gpt2",),
-    "08-classification-solutions": ("gpt2",),
-    "09-instructions-agent": ("gpt2",),
-}
 
 #: The limits of the online runs: a cell may take at most this long when the book executes
 #: its notebooks (``_config.yml``, ``execute: timeout``) ...
@@ -79,17 +73,7 @@ ONLINE_TOTAL_BUDGET_S = 45 * 60
 ONLINE_MARKERS = {
     "05-gpt2-weights": "model: OpenAI's GPT-2 124M weights",
     "06-sampling": "share of samples that stopped, per temperature",
-    "08-classification": "this chapter starts from GPT-2 124M",
-    "08-classification-solutions": "starting model: GPT-2 124M",
-    "09-instructions-agent": "this chapter starts from GPT-2 124M",
 }
-
-
-def online_chapters() -> dict[str, tuple[str, ...]]:
-    """The chapters :func:`run_online` times by default, and the GPT-2 sizes each loads."""
-    import torch
-
-    return {**ONLINE_CHAPTERS, **(GPU_CHAPTERS if torch.cuda.is_available() else {})}
 
 
 def _seconds(a: str, b: str) -> float:
@@ -203,9 +187,8 @@ def run(chapters: list[str] | None = None, log=print, markers: dict | None = Non
 
 
 def run_online(chapters: list[str] | None = None, log=print) -> dict:
-    """Time the GPT-2 branches: :data:`ONLINE_CHAPTERS`, and :data:`GPU_CHAPTERS` when CUDA is
-    present (or the named chapters), with GPT-2's Hub repositories, random weights, in a Hugging
-    Face cache and ``HF_HUB_OFFLINE=1``.
+    """Time the GPT-2 branches: :data:`ONLINE_CHAPTERS` (or the named ones) with GPT-2's Hub
+    repositories, random weights, in a Hugging Face cache and ``HF_HUB_OFFLINE=1``.
 
     The cache is built in a temporary directory (about 4.7 GB with the three sizes of chapter 5)
     and removed afterwards; ``MYGPT_HUB_SNAPSHOT`` names a directory to build it in and keep, or
@@ -216,9 +199,10 @@ def run_online(chapters: list[str] | None = None, log=print) -> dict:
     sys.path.insert(0, str(ROOT / "tests"))
     from hub_snapshot import SIZES, build_gpt2_snapshot
 
-    known = {**ONLINE_CHAPTERS, **GPU_CHAPTERS}
-    names = [Path(c).stem for c in chapters] if chapters else list(online_chapters())
-    sizes = sorted({s for n in names for s in known.get(n, ("gpt2",))}, key=list(SIZES).index)
+    names = [Path(c).stem for c in chapters] if chapters else list(ONLINE_CHAPTERS)
+    sizes = sorted(
+        {s for n in names for s in ONLINE_CHAPTERS.get(n, ("gpt2",))}, key=list(SIZES).index
+    )
     keep = os.environ.get("MYGPT_HUB_SNAPSHOT")
     tmp = None if keep else tempfile.TemporaryDirectory(prefix="mygpt-hub-")
     home = Path(keep or tmp.name)
