@@ -21,14 +21,15 @@ from pathlib import Path
 import torch
 from book_model_sweep import train_and_measure
 
-from mygpt.zoo import ZOO
+from mygpt.zoo import ZOO, Recipe
 
 RESULTS = Path(__file__).parent / "results" / "book_model_baseline.json"
 STEPS = 300
 LR = 1e-3
 
 
-def baseline_recipe():
+def baseline_recipe() -> Recipe:
+    """The book's recipe with a constant rate, no window overlap and :data:`STEPS` steps."""
     base = ZOO["book"]
     train = dataclasses.replace(
         base.train,

@@ -581,8 +581,9 @@ def book_model(device=None, verbose: bool = True) -> GPT:
     return small_pretrained("book", device=device, verbose=verbose)
 
 
-#: What :func:`fine_tuning_base` prints when it picks the book's model, by reason.
+#: What :func:`fine_tuning_base` prints, by the reason for its choice.
 _BASE_NOTES = {
+    "gpt2": "On this {device} device this chapter starts from GPT-2 124M.",
     "cpu": (
         "On a CPU this chapter starts from the book's model: fine-tuning GPT-2 124M takes "
         "over ten times as long there (on a GPU it starts from GPT-2)."
@@ -604,16 +605,14 @@ def fine_tuning_base(device=None, verbose: bool = True) -> tuple[GPT, str]:
     With ``verbose``, one line says which model was chosen and why.
     """
     device = get_device(device)
-    reason = "cpu"
+    gpt2, reason = None, "cpu"
     if device.type != "cpu":
         try:
-            model = load_pretrained("gpt2", device=device)
+            gpt2, reason = load_pretrained("gpt2", device=device), "gpt2"
         except CheckpointError:
             reason = "no weights"
-        else:
-            if verbose:
-                print(f"On this {device.type} device this chapter starts from GPT-2 124M.")
-            return model, "GPT-2 124M"
     if verbose:
-        print(_BASE_NOTES[reason])
+        print(_BASE_NOTES[reason].format(device=device.type))
+    if gpt2 is not None:
+        return gpt2, "GPT-2 124M"
     return book_model(device=device, verbose=verbose), "book's model"

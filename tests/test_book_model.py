@@ -298,7 +298,7 @@ def test_the_long_run_beats_the_short_constant_rate_baseline():
     assert schedule == {short.train.lr}
     result = json.loads(RESULTS.read_text())["run"]
     assert result["train"] == json.loads(json.dumps(dataclasses.asdict(short.train)))
-    assert result["tokens"] == short.train.max_steps * short.batch_size * 256
+    assert result["tokens"] == short.train.max_steps * short.batch_size * short.model.context_length
     held_out = json.loads((zoo.shipped_dir("book") / zoo.HELD_OUT_NAME).read_text())
     for source, loss in held_out["model"].items():
         assert loss < result["held_out"][source] - 0.3
