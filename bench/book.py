@@ -12,6 +12,7 @@ for OpenAI's, so the outputs mean nothing; what counts is that every cell runs, 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -91,18 +92,53 @@ def _printed(nb) -> str:
     return "\n".join(p if isinstance(p, str) else "".join(p) for p in parts)
 
 
-def time_notebook(path: Path, timeout: int = 1800, marker: str | None = None) -> dict:
+def _raised_at(error_output) -> str:
+    """The line of the cell that raised, from an error output's traceback (IPython marks it
+    with an arrow that keeps the numbers aligned: ``----> 7 ...``, ``---> 12 ...``)."""
+    for entry in error_output.get("traceback", []):
+        for line in re.sub(r"\x1b\[[0-9;]*m", "", entry).splitlines():
+            m = re.match(r"-+> *\d+ (.*)", line)
+            if m:
+                return m.group(1).strip()[:120]
+    return ""
+
+
+def time_notebook(
+    path: Path,
+    timeout: int = 1800,
+    marker: str | None = None,
+    setup: str | None = None,
+    allow_errors: bool = False,
+    log=None,
+) -> dict:
     """Execute one notebook in a fresh kernel; its wall time and its three slowest cells.
 
-    With ``marker``, a run whose outputs do not contain it counts as failed."""
+    With ``marker``, a run whose outputs do not contain it counts as failed. ``setup`` is code
+    run in a cell of its own right after the one that sets the page's dtype. With
+    ``allow_errors`` every cell runs, and each one that raised is listed in ``cell_errors``.
+    With ``log``, every cell that took 30 s or more is logged as it ends."""
     import nbformat
     from nbclient import NotebookClient
 
     nb = nbformat.read(path, as_version=4)
+    added = None
+    if setup is not None:
+        added = 1 + next(i for i, c in enumerate(nb.cells) if "set_default_dtype" in c.source)
+        nb.cells.insert(added, nbformat.v4.new_code_cell(setup))
+    last = [now()]
+
+    def cell_done(cell, cell_index, **_) -> None:  # nbclient's hook, after each cell
+        seconds, last[0] = now() - last[0], now()
+        if log is not None and seconds >= 30:
+            page_index = cell_index - (added is not None and cell_index > added)
+            log(f"    cell {page_index}: {seconds:.0f} s")
+
     client = NotebookClient(
         nb,
         timeout=timeout,
         kernel_name="python3",
+        allow_errors=allow_errors,
+        on_cell_executed=cell_done,
         resources={"metadata": {"path": str(path.parent)}},
     )
     start = now()
@@ -114,22 +150,32 @@ def time_notebook(path: Path, timeout: int = 1800, marker: str | None = None) ->
     seconds = now() - start
     if error is None and marker is not None and marker not in _printed(nb):
         error = f"the outputs lack {marker!r}: the branch it marks did not run"
-    cells = []
+    cells, cell_errors = [], []
     for i, cell in enumerate(nb.cells):
+        if added is not None and i >= added:  # number the page's own cells as the page does
+            if i == added:
+                continue
+            i -= 1
         timing = cell.get("metadata", {}).get("execution", {})
-        if (
-            cell.cell_type == "code"
-            and "iopub.execute_input" in timing
-            and "shell.execute_reply" in timing
-        ):
-            code_lines = [
-                line
-                for line in cell.source.splitlines()
-                if line.strip() and not line.lstrip().startswith("#")
-            ]
-            first_line = (
-                code_lines[0][:70] if code_lines else ""
-            )  # the first line that is not a comment
+        if cell.cell_type != "code":
+            continue
+        code_lines = [
+            line
+            for line in cell.source.splitlines()
+            if line.strip() and not line.lstrip().startswith("#")
+        ]
+        first_line = code_lines[0][:70] if code_lines else ""  # the first line not a comment
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "error":
+                cell_errors.append(
+                    {
+                        "cell": i,
+                        "first_line": first_line,
+                        "error": f"{out['ename']}: {out['evalue'][:200]}",
+                        "raised_at": _raised_at(out),
+                    }
+                )
+        if "iopub.execute_input" in timing and "shell.execute_reply" in timing:
             cells.append(
                 {
                     "cell": i,
@@ -140,13 +186,16 @@ def time_notebook(path: Path, timeout: int = 1800, marker: str | None = None) ->
                 }
             )
     cells.sort(key=lambda c: -c["seconds"])
-    return {
+    row = {
         "chapter": path.stem,
         "seconds": seconds,
         "budget_seconds": CHAPTER_BUDGET_S.get(path.stem),
         "error": error,
         "slowest_cells": cells[:3],
     }
+    if allow_errors:
+        row["cell_errors"] = cell_errors
+    return row
 
 
 def run(chapters: list[str] | None = None, log=print, markers: dict | None = None) -> dict:
@@ -186,35 +235,52 @@ def run(chapters: list[str] | None = None, log=print, markers: dict | None = Non
     }
 
 
-def run_online(chapters: list[str] | None = None, log=print) -> dict:
-    """Time the GPT-2 branches: :data:`ONLINE_CHAPTERS` (or the named ones) with GPT-2's Hub
-    repositories, random weights, in a Hugging Face cache and ``HF_HUB_OFFLINE=1``.
+@contextlib.contextmanager
+def gpt2_hub(sizes, log=print):
+    """GPT-2's Hub repositories (the named sizes) with random weights in a Hugging Face cache,
+    and ``HF_HOME`` pointing at it with ``HF_HUB_OFFLINE=1`` while the block runs.
 
     The cache is built in a temporary directory (about 4.7 GB with the three sizes of chapter 5)
     and removed afterwards; ``MYGPT_HUB_SNAPSHOT`` names a directory to build it in and keep, or
-    to reuse. Each chapter must print its :data:`ONLINE_MARKERS` text.
-    """
+    to reuse."""
     from huggingface_hub.file_download import repo_folder_name
 
     sys.path.insert(0, str(ROOT / "tests"))
     from hub_snapshot import SIZES, build_gpt2_snapshot
 
-    names = [Path(c).stem for c in chapters] if chapters else list(ONLINE_CHAPTERS)
-    sizes = sorted(
-        {s for n in names for s in ONLINE_CHAPTERS.get(n, ("gpt2",))}, key=list(SIZES).index
-    )
     keep = os.environ.get("MYGPT_HUB_SNAPSHOT")
     tmp = None if keep else tempfile.TemporaryDirectory(prefix="mygpt-hub-")
     home = Path(keep or tmp.name)
     saved = {k: os.environ.get(k) for k in ("HF_HOME", "HF_HUB_CACHE", "HF_HUB_OFFLINE")}
     try:
-        for size in sizes:
+        for size in sorted(sizes, key=list(SIZES).index):
             repo = home / "hub" / repo_folder_name(repo_id=SIZES[size][0], repo_type="model")
             if not repo.exists():  # written by an earlier run with MYGPT_HUB_SNAPSHOT
                 log(f"  writing {size} with random weights into the Hub cache {home} ...")
                 build_gpt2_snapshot(home, size)
         os.environ.update(HF_HOME=str(home), HF_HUB_OFFLINE="1")
         os.environ.pop("HF_HUB_CACHE", None)
+        yield home
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        if tmp is not None:
+            tmp.cleanup()
+
+
+def run_online(chapters: list[str] | None = None, log=print) -> dict:
+    """Time the GPT-2 branches: :data:`ONLINE_CHAPTERS` (or the named ones) with GPT-2's Hub
+    repositories, random weights, in a Hugging Face cache and ``HF_HUB_OFFLINE=1``
+    (:func:`gpt2_hub`). Each chapter must print its :data:`ONLINE_MARKERS` text.
+    """
+    names = [Path(c).stem for c in chapters] if chapters else list(ONLINE_CHAPTERS)
+    sizes = {s for n in names for s in ONLINE_CHAPTERS.get(n, ("gpt2",))}
+    with gpt2_hub(sizes, log):
+        from hub_snapshot import SIZES  # importable now: gpt2_hub put tests/ on the path
+
         result = run(names, log, markers=ONLINE_MARKERS)
         for row in result["rows"]:  # the offline budgets do not apply; the cell limit does
             row["budget_seconds"] = None
@@ -223,7 +289,7 @@ def run_online(chapters: list[str] | None = None, log=print) -> dict:
         result.update(
             total_budget_seconds=ONLINE_TOTAL_BUDGET_S,
             cell_limit_seconds=ONLINE_CELL_LIMIT_S,
-            sizes=sizes,
+            sizes=sorted(sizes, key=list(SIZES).index),
         )
         log("  chapter 8's fine-tuning step with GPT-2 124M on this CPU ...")
         # In a fresh Python: huggingface_hub reads HF_HOME when it is first imported.
@@ -234,15 +300,72 @@ def run_online(chapters: list[str] | None = None, log=print) -> dict:
         )  # fmt: skip
         result["gpt2_fine_tuning"] = json.loads(measured.stdout.strip().splitlines()[-1])
         log(f"  {result['gpt2_fine_tuning']}")
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        if tmp is not None:
-            tmp.cleanup()
     return result
+
+
+#: The pages that fine-tune GPT-2 124M where a GPU is present (``mygpt.fine_tuning_base``), and
+#: what each prints only on that branch.
+GPU_MARKERS = {
+    "08-classification": "this chapter starts from GPT-2 124M",
+    "08-classification-solutions": "GPT-2 124M: test accuracy",
+    "09-instructions-agent": "this chapter starts from GPT-2 124M",
+}
+
+#: Without a GPU, this runs after the page picks its dtype and makes it take its GPU branch
+#: anyway: GPT-2 124M, in float32 as on a GPU.
+FORCE_GPU_BRANCH = """\
+torch.set_default_dtype(torch.float32)
+_load_pretrained = mygpt.load_pretrained
+
+
+def _gpt2_base(device=None, verbose=True):
+    if verbose:
+        print("On this cpu device this chapter starts from GPT-2 124M.")
+    return _load_pretrained("gpt2", device=device), "GPT-2 124M"
+
+
+mygpt.fine_tuning_base = _gpt2_base
+"""
+
+
+def run_gpu_branch(chapters: list[str] | None = None, log=print) -> dict:
+    """Run the GPU branch of the fine-tuning pages (:data:`GPU_MARKERS`, or the named ones)
+    against GPT-2 124M with random weights (:func:`gpt2_hub`): on a GPU as a reader's run takes
+    it, elsewhere forced by :data:`FORCE_GPU_BRANCH`.
+
+    Every cell runs, and each one that raised is listed. Those pages assert what pretraining
+    buys (pretrained start against random start), which random weights satisfy only by chance:
+    an ``AssertionError`` there says nothing; any other error is a defect of the branch. A row's
+    ``error`` is the first error that is not an ``AssertionError``.
+    """
+    import torch
+
+    names = [Path(c).stem for c in chapters] if chapters else list(GPU_MARKERS)
+    on_gpu = torch.cuda.is_available() or torch.backends.mps.is_available()
+    rows = []
+    with gpt2_hub({"gpt2"}, log):
+        for name in names:
+            log(f"  {name} (GPU branch{'' if on_gpu else ', forced on this CPU'}) ...")
+            row = time_notebook(
+                ROOT / "book" / f"{name}.ipynb",
+                timeout=7200,
+                marker=GPU_MARKERS[name],
+                setup=None if on_gpu else FORCE_GPU_BRANCH,
+                allow_errors=True,
+                log=log,
+            )
+            others = [e for e in row["cell_errors"] if not e["error"].startswith("AssertionError")]
+            row["error"] = row["error"] or (
+                f"cell {others[0]['cell']}: {others[0]['error']}" if others else None
+            )
+            row["budget_seconds"] = None
+            rows.append(row)
+            log(f"  {name}: {row['seconds']:.0f} s, cells that raised: {row['cell_errors']}")
+    return {
+        "rows": rows,
+        "total_seconds": sum(r["seconds"] for r in rows),
+        "device": "gpu" if on_gpu else "cpu (GPU branch forced, float32)",
+    }
 
 
 def gpt2_fine_tuning_step(repeats: int = 3) -> dict:

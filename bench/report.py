@@ -209,6 +209,24 @@ def book_online_table(res: dict) -> str:
     return _chapter_table(res, headers, row, total)
 
 
+def book_gpu_table(res: dict) -> str:
+    """The fine-tuning pages' GPU branch: seconds per page and its slowest cell, then every cell
+    that raised (an AssertionError there is a claim about pretraining that random weights miss)."""
+
+    def row(r: dict) -> list[str]:
+        slowest = f"{r['slowest_cells'][0]['seconds']:.0f}" if r["slowest_cells"] else ""
+        return [r["chapter"], f"{r['seconds']:.0f}", slowest, r["error"] or "ok"]
+
+    headers = ["page (GPU branch)", "seconds", "slowest cell", "status"]
+    lines = [f"{res['device']}", _chapter_table(res, headers, row, ["", ""]), "cells that raised:"]
+    for r in res["rows"]:
+        for e in r["cell_errors"]:
+            lines.append(f"  {r['chapter']}, cell {e['cell']}: {e['error']}")
+            if e.get("raised_at"):  # found in the traceback
+                lines.append(f"      at `{e['raised_at']}`")
+    return "\n".join(lines if len(lines) > 3 else [*lines, "  none"])
+
+
 def plot_decode(res: dict, ax=None):
     """Bar chart of tokens/s per variant at batch 1 and 8, with each variant's bandwidth limit."""
     import matplotlib.pyplot as plt
@@ -318,5 +336,6 @@ TABLES = {
     "tokenizer": tokenizer_table,
     "book": book_table,
     "book_online": book_online_table,
+    "book_gpu": book_gpu_table,
 }
 PLOTS = {"decode": plot_decode, "train": plot_train, "tokenizer": plot_tokenizer, "book": plot_book}
