@@ -333,10 +333,11 @@ def run_gpu_branch(chapters: list[str] | None = None, log=print) -> dict:
     against GPT-2 124M with random weights (:func:`gpt2_hub`): on a GPU as a reader's run takes
     it, elsewhere forced by :data:`FORCE_GPU_BRANCH`.
 
-    Every cell runs, and each one that raised is listed. Those pages assert what pretraining
-    buys (pretrained start against random start), which random weights satisfy only by chance:
-    an ``AssertionError`` there says nothing; any other error is a defect of the branch. A row's
-    ``error`` is the first error that is not an ``AssertionError``.
+    Every cell runs, and each one that raised is listed. Those pages assert what their text
+    says of the results (what pretraining buys against a random start, which pooling learns
+    faster), which random weights satisfy only by chance: an ``AssertionError`` there says
+    nothing; any other error is a defect of the branch. A row's ``error`` is the first error
+    that is not an ``AssertionError``.
     """
     import torch
 

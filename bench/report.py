@@ -211,7 +211,7 @@ def book_online_table(res: dict) -> str:
 
 def book_gpu_table(res: dict) -> str:
     """The fine-tuning pages' GPU branch: seconds per page and its slowest cell, then every cell
-    that raised (an AssertionError there is a claim about pretraining that random weights miss)."""
+    that raised (an AssertionError there is a claim about results that random weights miss)."""
 
     def row(r: dict) -> list[str]:
         slowest = f"{r['slowest_cells'][0]['seconds']:.0f}" if r["slowest_cells"] else ""
