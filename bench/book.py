@@ -238,7 +238,8 @@ def run(chapters: list[str] | None = None, log=print, markers: dict | None = Non
 @contextlib.contextmanager
 def gpt2_hub(sizes, log=print):
     """GPT-2's Hub repositories (the named sizes) with random weights in a Hugging Face cache,
-    and ``HF_HOME`` pointing at it with ``HF_HUB_OFFLINE=1`` while the block runs.
+    and ``HF_HOME`` pointing at it with ``HF_HUB_OFFLINE=1`` while the block runs; yields the
+    sizes, smallest first.
 
     The cache is built in a temporary directory (about 4.7 GB with the three sizes of chapter 5)
     and removed afterwards; ``MYGPT_HUB_SNAPSHOT`` names a directory to build it in and keep, or
@@ -252,15 +253,16 @@ def gpt2_hub(sizes, log=print):
     tmp = None if keep else tempfile.TemporaryDirectory(prefix="mygpt-hub-")
     home = Path(keep or tmp.name)
     saved = {k: os.environ.get(k) for k in ("HF_HOME", "HF_HUB_CACHE", "HF_HUB_OFFLINE")}
+    sizes = sorted(sizes, key=list(SIZES).index)
     try:
-        for size in sorted(sizes, key=list(SIZES).index):
+        for size in sizes:
             repo = home / "hub" / repo_folder_name(repo_id=SIZES[size][0], repo_type="model")
             if not repo.exists():  # written by an earlier run with MYGPT_HUB_SNAPSHOT
                 log(f"  writing {size} with random weights into the Hub cache {home} ...")
                 build_gpt2_snapshot(home, size)
         os.environ.update(HF_HOME=str(home), HF_HUB_OFFLINE="1")
         os.environ.pop("HF_HUB_CACHE", None)
-        yield home
+        yield sizes
     finally:
         for k, v in saved.items():
             if v is None:
@@ -278,9 +280,7 @@ def run_online(chapters: list[str] | None = None, log=print) -> dict:
     """
     names = [Path(c).stem for c in chapters] if chapters else list(ONLINE_CHAPTERS)
     sizes = {s for n in names for s in ONLINE_CHAPTERS.get(n, ("gpt2",))}
-    with gpt2_hub(sizes, log):
-        from hub_snapshot import SIZES  # importable now: gpt2_hub put tests/ on the path
-
+    with gpt2_hub(sizes, log) as sizes:
         result = run(names, log, markers=ONLINE_MARKERS)
         for row in result["rows"]:  # the offline budgets do not apply; the cell limit does
             row["budget_seconds"] = None
@@ -289,7 +289,7 @@ def run_online(chapters: list[str] | None = None, log=print) -> dict:
         result.update(
             total_budget_seconds=ONLINE_TOTAL_BUDGET_S,
             cell_limit_seconds=ONLINE_CELL_LIMIT_S,
-            sizes=sorted(sizes, key=list(SIZES).index),
+            sizes=sizes,
         )
         log("  chapter 8's fine-tuning step with GPT-2 124M on this CPU ...")
         # In a fresh Python: huggingface_hub reads HF_HOME when it is first imported.
@@ -319,8 +319,8 @@ _load_pretrained = mygpt.load_pretrained
 
 
 def _gpt2_base(device=None, verbose=True):
-    if verbose:
-        print("On this cpu device this chapter starts from GPT-2 124M.")
+    if verbose:  # the line fine_tuning_base prints when it picks GPT-2
+        print(mygpt.zoo._BASE_NOTES["gpt2"].format(device=torch.device(device or "cpu").type))
     return _load_pretrained("gpt2", device=device), "GPT-2 124M"
 
 
