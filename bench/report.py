@@ -211,14 +211,20 @@ def book_online_table(res: dict) -> str:
 
 def book_gpu_table(res: dict) -> str:
     """The fine-tuning pages' GPU branch: seconds per page and its slowest cell, then every cell
-    that raised (an AssertionError there is a claim about results that random weights miss)."""
+    that raised (``bench/book.py``'s ``RESULT_CLAIMS``, claims about results that random weights
+    may miss; any other error fails its page)."""
 
     def row(r: dict) -> list[str]:
         slowest = f"{r['slowest_cells'][0]['seconds']:.0f}" if r["slowest_cells"] else ""
         return [r["chapter"], f"{r['seconds']:.0f}", slowest, r["error"] or "ok"]
 
     headers = ["page (GPU branch)", "seconds", "slowest cell", "status"]
-    lines = [f"{res['device']}", _chapter_table(res, headers, row, ["", ""]), "cells that raised:"]
+    shape = res.get("shape", "GPT-2 124M's own")  # results written before shapes were recorded
+    lines = [
+        f"{res['device']}; network: {shape}",
+        _chapter_table(res, headers, row, ["", ""]),
+        "cells that raised:",
+    ]
     for r in res["rows"]:
         for e in r["cell_errors"]:
             lines.append(f"  {r['chapter']}, cell {e['cell']}: {e['error']}")
@@ -337,5 +343,6 @@ TABLES = {
     "book": book_table,
     "book_online": book_online_table,
     "book_gpu": book_gpu_table,
+    "book_gpu_smoke": book_gpu_table,
 }
 PLOTS = {"decode": plot_decode, "train": plot_train, "tokenizer": plot_tokenizer, "book": plot_book}

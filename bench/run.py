@@ -6,6 +6,7 @@
     python bench/run.py --book          # also time every page, offline and online (~30 min)
     python bench/run.py --only book_online  # the chapters' GPT-2 branches, on random GPT-2s
     python bench/run.py --only book_gpu     # chapters 8-9's GPU branch (random GPT-2; hours on a CPU)
+    python bench/run.py --only book_gpu_smoke  # the same branch on a 2-layer GPT-2 (minutes; CI)
     python bench/run.py --compile       # also time a torch.compile'd training step
 
 Set the environment as CI does (``MYGPT_DATA_DIR``, ``TIKTOKEN_CACHE_DIR``, ``HF_HUB_OFFLINE=1``)
@@ -30,7 +31,16 @@ import report  # noqa: E402
 import torch  # noqa: E402
 from common import machine_info  # noqa: E402
 
-SECTIONS = ("decode", "quality", "train", "tokenizer", "book", "book_online", "book_gpu")
+SECTIONS = (
+    "decode",
+    "quality",
+    "train",
+    "tokenizer",
+    "book",
+    "book_online",
+    "book_gpu",
+    "book_gpu_smoke",
+)
 
 
 def run_section(name: str, args) -> dict:
@@ -64,6 +74,10 @@ def run_section(name: str, args) -> dict:
         import book
 
         return book.run_gpu_branch(args.chapters, log)
+    if name == "book_gpu_smoke":
+        import book
+
+        return book.run_gpu_branch(args.chapters, log, shape=book.SMOKE_SHAPE)
     raise ValueError(name)
 
 
@@ -106,9 +120,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    # book_gpu only when named: without a GPU it takes hours
+    # the GPU branch only when named: without a GPU it takes hours (or checks code only)
     sections = args.only or [
-        s for s in SECTIONS if not s.startswith("book") or (args.book and s != "book_gpu")
+        s for s in SECTIONS if not s.startswith("book") or (args.book and "gpu" not in s)
     ]
     out = args.out or (HERE / "results" / "quick" if args.quick else HERE / "results")
     out.mkdir(parents=True, exist_ok=True)

@@ -55,15 +55,18 @@ SIZES = {
 }
 
 
-def build_gpt2_snapshot(hf_home: Path, size: str = "gpt2", seed: int = 0) -> None:
+def build_gpt2_snapshot(
+    hf_home: Path, size: str = "gpt2", seed: int = 0, shape: dict | None = None
+) -> None:
     """Write GPT-2 of ``size`` (its configuration, random weights) into the Hub cache under
-    ``hf_home``."""
+    ``hf_home``. ``shape`` (``n_embd``, ``n_layer``, ``n_head``) replaces the size's own: the
+    same repository and layout, a smaller network, for runs that check code paths only."""
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    repo_id, shape = SIZES[size]
+    repo_id, own_shape = SIZES[size]
     torch.manual_seed(seed)
-    model = GPT2LMHeadModel(GPT2Config(**shape))
+    model = GPT2LMHeadModel(GPT2Config(**(shape or own_shape)))
     with tempfile.TemporaryDirectory() as tmp:
         model.save_pretrained(tmp)  # config.json + model.safetensors, as on the Hub
         files = {name: Path(tmp) / name for name in ("config.json", "model.safetensors")}

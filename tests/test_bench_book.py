@@ -57,3 +57,28 @@ def test_a_setup_cell_runs_after_the_dtype_and_errors_are_listed_by_page_cell(tm
     plain = book.time_notebook(page, timeout=120, marker="forced")
     assert "ValueError" in plain["error"]  # without allow_errors the first error stops the page
     assert "cell_errors" not in plain
+
+
+def test_the_result_claims_are_assertions_of_their_pages():
+    """Each claim that the GPU branch may fail on random weights is, verbatim, in an assert
+    statement of its page; anything else that raises fails the branch."""
+    import ast
+
+    book = _book()
+    for page, claims in book.RESULT_CLAIMS.items():
+        nb = nbformat.read(BENCH.parent / "book" / f"{page}.ipynb", as_version=4)
+        asserted = []
+        for cell in nb.cells:
+            if cell.cell_type == "code":
+                lines = cell.source.splitlines()
+                for node in ast.walk(ast.parse(cell.source)):
+                    if isinstance(node, ast.Assert):
+                        asserted.append("\n".join(lines[node.lineno - 1 : node.end_lineno]))
+        for claim in claims:
+            assert any(claim in a for a in asserted), f"{page}: no assert states {claim!r}"
+    claim = {"error": "AssertionError: ", "raised_at": "assert test16 < test_acc  # the text"}
+    assert book.is_result_claim("08-classification-solutions", claim)
+    assert not book.is_result_claim("08-classification", claim)  # another page's claim
+    other = {"error": "AssertionError: Tensor-likes are not close!", "raised_at": "assert_close("}
+    assert not book.is_result_claim("08-classification-solutions", other)
+    assert not book.is_result_claim("08-classification-solutions", {**claim, "raised_at": ""})
