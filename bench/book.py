@@ -379,7 +379,8 @@ def run_gpu_branch(chapters: list[str] | None = None, log=print, shape: dict | N
     says of the results (what pretraining buys against a random start, which pooling learns
     faster), which random weights satisfy only by chance: such a failure
     (:data:`RESULT_CLAIMS`) says nothing; any other error is a defect of the branch. A row's
-    ``error`` is the first error that is not a result claim.
+    ``error`` is the first error that is not a result claim; each listed error says whether
+    it is one (``result_claim``).
     """
     import torch
 
@@ -397,7 +398,9 @@ def run_gpu_branch(chapters: list[str] | None = None, log=print, shape: dict | N
                 allow_errors=True,
                 log=log,
             )
-            others = [e for e in row["cell_errors"] if not is_result_claim(name, e)]
+            for e in row["cell_errors"]:
+                e["result_claim"] = is_result_claim(name, e)
+            others = [e for e in row["cell_errors"] if not e["result_claim"]]
             row["error"] = row["error"] or (
                 f"cell {others[0]['cell']}: {others[0]['error']}" if others else None
             )

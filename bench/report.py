@@ -227,7 +227,10 @@ def book_gpu_table(res: dict) -> str:
     ]
     for r in res["rows"]:
         for e in r["cell_errors"]:
-            lines.append(f"  {r['chapter']}, cell {e['cell']}: {e['error']}")
+            verdict = {True: " (a result claim)", False: " (not a result claim)"}.get(
+                e.get("result_claim"), ""
+            )
+            lines.append(f"  {r['chapter']}, cell {e['cell']}: {e['error']}{verdict}")
             if e.get("raised_at"):  # found in the traceback
                 lines.append(f"      at `{e['raised_at']}`")
     return "\n".join(lines if len(lines) > 3 else [*lines, "  none"])

@@ -82,3 +82,20 @@ def test_the_result_claims_are_assertions_of_their_pages():
     other = {"error": "AssertionError: Tensor-likes are not close!", "raised_at": "assert_close("}
     assert not book.is_result_claim("08-classification-solutions", other)
     assert not book.is_result_claim("08-classification-solutions", {**claim, "raised_at": ""})
+
+
+def test_the_gpu_table_says_which_errors_are_result_claims():
+    sys.path.insert(0, str(BENCH))
+    try:
+        import report
+    finally:
+        sys.path.remove(str(BENCH))
+    error = {"cell": 3, "error": "AssertionError: ", "raised_at": "assert a > b"}
+    rows = [{"chapter": "p", "seconds": 1.0, "slowest_cells": [], "error": None, "cell_errors": []}]
+    res = {"rows": rows, "total_seconds": 1.0, "device": "cpu"}
+    rows[0]["cell_errors"] = [dict(error, result_claim=True), dict(error, result_claim=False)]
+    table = report.book_gpu_table(res)
+    assert "p, cell 3: AssertionError:  (a result claim)" in table
+    assert "p, cell 3: AssertionError:  (not a result claim)" in table
+    rows[0]["cell_errors"] = [error]  # written before the verdict was recorded: no verdict
+    assert "p, cell 3: AssertionError: \n" in report.book_gpu_table(res)
