@@ -14,12 +14,9 @@ Usage: python bench/book_model_baseline.py
 from __future__ import annotations
 
 import dataclasses
-import json
-import platform
 from pathlib import Path
 
-import torch
-from book_model_sweep import train_and_measure
+from book_model_sweep import save_run, train_and_measure
 
 from mygpt.zoo import ZOO, Recipe
 
@@ -52,22 +49,8 @@ def main() -> None:
     )
     run = train_and_measure("constant lr, 300 steps", recipe)
     run["train"] = dataclasses.asdict(recipe.train)
-    RESULTS.write_text(
-        json.dumps(
-            {
-                "machine": platform.processor() or platform.machine(),
-                "torch": torch.__version__,
-                "threads": recipe.threads,
-                "run": run,
-            },
-            indent=1,
-        )
-        + "\n"
-    )
-    print(
-        f"{run['tokens']:,} tokens in {run['seconds'] / 60:.1f} min; held-out "
-        + ", ".join(f"{k} {v:.3f}" for k, v in run["held_out"].items())
-    )
+    print(f"trained in {run['seconds'] / 60:.1f} min")
+    save_run(RESULTS, run, recipe.threads)
 
 
 if __name__ == "__main__":

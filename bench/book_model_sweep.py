@@ -92,6 +92,17 @@ def train_and_measure(name: str, recipe: Recipe) -> dict:
     }
 
 
+def save_run(path: Path, run: dict, threads: int) -> None:
+    """Write one run's result (as :func:`train_and_measure` returns it) with where it ran, and
+    print its held-out losses."""
+    meta = {"machine": platform.processor() or platform.machine(), "torch": torch.__version__}
+    path.write_text(json.dumps({**meta, "threads": threads, "run": run}, indent=1) + "\n")
+    print(
+        f"{run['tokens']:,} tokens; held-out "
+        + ", ".join(f"{k} {v:.3f}" for k, v in run["held_out"].items())
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--flops", type=float, default=1.6e13)
