@@ -48,7 +48,6 @@ def main() -> None:
         flush=True,
     )
     run = train_and_measure("constant lr, 300 steps", recipe)
-    run["train"] = dataclasses.asdict(recipe.train)
     print(f"trained in {run['seconds'] / 60:.1f} min")
     save_run(RESULTS, run, recipe.threads)
 

@@ -17,11 +17,10 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import torch
-from book_model_sweep import flops_per_token, save_run
+from book_model_sweep import save_run, train_and_measure
 
 from mygpt.paths import cache_dir
-from mygpt.zoo import ZOO, Recipe, held_out_losses, train_recipe
+from mygpt.zoo import ZOO, Recipe
 
 RESULTS = Path(__file__).parent / "results" / "book_model_dropout.json"
 DROPOUT = 0.2
@@ -37,20 +36,9 @@ def main() -> None:
     recipe = dropout_recipe()
     run_dir = cache_dir() / "models" / f"book-{recipe.key()}.run"  # as `zoo build` names it
     print(f"training the book's recipe with dropout {DROPOUT} in {run_dir} ...", flush=True)
-    model, history = train_recipe(recipe, checkpoint_dir=run_dir)
-    torch.set_num_threads(recipe.threads)
-    held_out = held_out_losses(model, recipe)["model"]
-    run = {
-        "name": f"dropout {DROPOUT}",
-        "model": recipe.model.to_dict(),
-        "parameters": model.num_parameters(),
-        "flops_per_token": flops_per_token(recipe.model),
-        "steps": recipe.train.max_steps,
-        "tokens": history.tokens[-1],
-        "held_out": held_out,
-        "history": dataclasses.asdict(history),
-        "train": dataclasses.asdict(recipe.train),
-    }
+    run = train_and_measure(f"dropout {DROPOUT}", recipe, checkpoint_dir=run_dir)
+    for timing in ("seconds", "tokens_per_s"):  # a resumed run would time only its last part
+        del run[timing]
     save_run(RESULTS, run, recipe.threads)
 
 

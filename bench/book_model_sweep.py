@@ -70,11 +70,12 @@ def run_one(name: str, flops: float) -> dict:
     return train_and_measure(name, candidate_recipe(name, flops))
 
 
-def train_and_measure(name: str, recipe: Recipe) -> dict:
-    """Train ``recipe`` from scratch, then measure its loss on each source's whole held-out
-    part (as the shipped model's ``held_out.json`` does)."""
+def train_and_measure(name: str, recipe: Recipe, checkpoint_dir: Path | None = None) -> dict:
+    """Train ``recipe`` from scratch (with ``checkpoint_dir``: resuming from its last
+    checkpoint), then measure its loss on each source's whole held-out part (as the shipped
+    model's ``held_out.json`` does)."""
     t0 = time.perf_counter()
-    model, history = train_recipe(recipe)
+    model, history = train_recipe(recipe, checkpoint_dir=checkpoint_dir)
     seconds = time.perf_counter() - t0
     torch.set_num_threads(recipe.threads)
     held_out = held_out_losses(model, recipe)["model"]
@@ -89,6 +90,7 @@ def train_and_measure(name: str, recipe: Recipe) -> dict:
         "tokens_per_s": history.tokens[-1] / seconds,
         "held_out": held_out,
         "history": dataclasses.asdict(history),
+        "train": dataclasses.asdict(recipe.train),
     }
 
 
