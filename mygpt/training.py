@@ -94,7 +94,12 @@ def _unwrap(model: nn.Module) -> nn.Module:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader, device=None, max_batches: int | None = None) -> float:
-    """Mean next-token loss over (the first ``max_batches`` batches of) ``loader``, in eval mode."""
+    """Mean next-token loss over (the first ``max_batches`` batches of) ``loader``, in eval mode.
+
+    The mean of the batches' losses, each the mean over its own targets (as the training loop
+    reports them): a last, shorter batch weighs as much as a full one, so on a loader whose
+    batches differ in size this can differ a little from the mean over every token.
+    """
     device = device or next(model.parameters()).device
     was_training = model.training
     model.eval()
