@@ -26,8 +26,8 @@ import torch
 import torch.nn.functional as F
 
 import mygpt
-from mygpt.corpus import source_split
-from mygpt.data import create_dataloader, encode_if_text
+from mygpt.data import create_dataloader
+from mygpt.device import at_least_float32
 from mygpt.zoo import pretrained_recipe, recipe_loaders
 
 RESULTS = Path(__file__).parent / "results" / "book_model_unseen.json"
@@ -38,8 +38,8 @@ def token_losses(model: mygpt.GPT, loader) -> tuple[torch.Tensor, torch.Tensor]:
     """Every target of ``loader`` and the model's loss on it (nats), in the loader's order."""
     targets, losses = [], []
     for x, y in loader:
-        logits = model(x).float()
-        losses.append(F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none"))
+        logits = at_least_float32(model(x).flatten(0, 1))
+        losses.append(F.cross_entropy(logits, y.flatten(), reduction="none"))
         targets.append(y.flatten())
     return torch.cat(targets), torch.cat(losses).double()
 
@@ -52,12 +52,11 @@ def breakdown(model: mygpt.GPT, recipe) -> dict:
     never_seen = int((~seen).sum())
     out = {"vocab_size": recipe.model.vocab_size, "never_seen_types": never_seen, "sources": {}}
     for source in recipe.sources:
-        _, val_loader = recipe_loaders(dataclasses.replace(recipe, data=(source,)))
+        train_loader, val_loader = recipe_loaders(dataclasses.replace(recipe, data=(source,)))
         targets, losses = token_losses(model, val_loader)
         new = ~seen[targets]
         # as many tokens of text the model trained on, cut into windows the same way
-        train_text = source_split(source, recipe.train_frac)[0]
-        train_part = encode_if_text(train_text)[: len(targets) + 1]
+        train_part = train_loader.dataset.ids[: len(targets) + 1]
         T, B = recipe.model.context_length, recipe.batch_size
         _, train_losses = token_losses(model, create_dataloader(train_part, B, T, shuffle=False))
         share = float(new.double().mean())

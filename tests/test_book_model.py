@@ -327,6 +327,12 @@ def test_twice_the_dropout_is_the_book_recipe_with_only_its_dropout_changed():
     assert set(result["held_out"]) == set(book.sources)
 
 
+def _held_out_targets(recipe: zoo.Recipe, source: str) -> list[int]:
+    """Every target token of ``source``'s held-out loader, in order."""
+    val_loader = zoo.recipe_loaders(dataclasses.replace(recipe, data=(source,)))[1]
+    return torch.cat([y.flatten() for _, y in val_loader]).tolist()
+
+
 def test_the_unseen_token_split_adds_up_and_counts_every_held_out_token(long_recipe):
     """bench/book_model_unseen.py splits a model's held-out loss between tokens its training text
     never contains and the rest. On a tiny recipe (one window per batch, so the package's
@@ -341,7 +347,7 @@ def test_the_unseen_token_split_adds_up_and_counts_every_held_out_token(long_rec
     assert result["never_seen_types"] == tiny.model.vocab_size - len(train_ids)
     for source, r in result["sources"].items():
         val_loader = zoo.recipe_loaders(dataclasses.replace(tiny, data=(source,)))[1]
-        targets = torch.cat([y.flatten() for _, y in val_loader]).tolist()
+        targets = _held_out_targets(tiny, source)
         assert r["tokens"] == len(targets)
         assert r["unseen_tokens"] == sum(t not in train_ids for t in targets) > 0
         assert r["mean"] == pytest.approx(mygpt.training.evaluate(model, val_loader), abs=1e-5)
@@ -362,8 +368,7 @@ def test_the_committed_unseen_token_split_is_the_shipped_models():
     held_out = json.loads((zoo.shipped_dir("book") / zoo.HELD_OUT_NAME).read_text())["model"]
     assert set(result["sources"]) == set(held_out)
     for source, r in result["sources"].items():
-        val_loader = zoo.recipe_loaders(dataclasses.replace(recipe, data=(source,)))[1]
-        targets = torch.cat([y.flatten() for _, y in val_loader]).tolist()
+        targets = _held_out_targets(recipe, source)
         assert (r["tokens"], r["unseen_tokens"]) == (
             len(targets),
             sum(t not in train_ids for t in targets),
